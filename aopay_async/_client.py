@@ -1,0 +1,372 @@
+"""AOPayClient: argument checks, the call's deadline, the limiter, the transport, decoding.
+
+This module owns the policy around one call: check everything before any I/O, wait for a
+concurrency slot and then a rate-limit token (in that order, so tokens are never hoarded by
+attempts that cannot start yet), send, decode, and on a retryable failure hand over to the
+tenacity loop. A single call and a bulk item take the same path, :meth:`AOPayClient._call`.
+It must never log or put into an error a credential or any customer data, and never close a
+session it did not create.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import math
+import os
+import random
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import msgspec
+
+from ._decode import decode_response
+from ._errors import AOPayError, APITimeoutError, InvalidRequestError
+from ._limiter import RateLimiter, TokenBucket
+from ._models import BulkResult, CreditHistory, CreditHistoryRequest, check_id
+from ._retry import is_retryable, retrying
+from ._transport import Transport, create_session
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["DEFAULT_BASE_URL", "PATH", "AOPayClient"]
+
+DEFAULT_BASE_URL = "https://api.aopay.co.in"
+PATH = "/api/AOP/CibilScore/GetCreditHistory"
+ENV_COMPANY_CODE = "AOPAY_COMPANY_CODE"
+ENV_REGISTRATION_ID = "AOPAY_REGISTRATION_ID"
+ENV_BASE_URL = "AOPAY_BASE_URL"
+
+
+class _WireRequest(msgspec.Struct):
+    """The GET body, field names and order exactly as the API documents them."""
+
+    client_order_id: str
+    cibil_id: str
+    RegistrationID: str
+    CompanyCode: str
+
+
+_ENCODE = msgspec.json.Encoder().encode
+
+
+def _user_agent() -> str:
+    from . import __version__
+
+    return f"aopay-async/{__version__}"
+
+
+def _check_number(
+    name: str, value: object, *, minimum: float, allow_none: bool = False, integer: bool = False
+) -> None:
+    if value is None and allow_none:
+        return
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        kind = "an int" if integer else "a number"
+        extra = " or None" if allow_none else ""
+        raise InvalidRequestError(f"{name} must be {kind}{extra}, not {type(value).__name__}")
+    assert isinstance(value, int | float)
+    if not math.isfinite(value) or value < minimum:
+        raise InvalidRequestError(f"{name} must be at least {minimum:g}, not {value!r}")
+
+
+def _check_base_url(base_url: str, allow_insecure_http: bool) -> str:
+    if not isinstance(base_url, str):
+        raise InvalidRequestError(f"base_url must be a str, not {type(base_url).__name__}")
+    parts = urlsplit(base_url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequestError(
+            "base_url must be an absolute http(s) URL such as https://api.aopay.co.in"
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise InvalidRequestError("base_url must not carry a query, a fragment or credentials")
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        raise InvalidRequestError(
+            "base_url uses plain http to a non-loopback host, which would send the company "
+            "code unencrypted; use https, or pass allow_insecure_http=True if you must"
+        )
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _credential(name: str, value: str | None, env: str) -> str:
+    if value is not None:
+        return check_id(name, value)
+    from_env = os.environ.get(env)
+    if from_env is None:
+        raise InvalidRequestError(
+            f"{name} was not given and the environment variable {env} is not set"
+        )
+    return check_id(name, from_env, env=env)
+
+
+class AOPayClient:
+    """An async client for AOPay's GetCreditHistory.
+
+    Use it as an async context manager (or call :meth:`aclose`); one client serves many
+    concurrent calls and holds one connection pool. Credentials come from the arguments or
+    the ``AOPAY_COMPANY_CODE`` / ``AOPAY_REGISTRATION_ID`` environment variables, the base
+    URL from ``base_url`` or ``AOPAY_BASE_URL``. See the README for every option.
+    """
+
+    def __init__(
+        self,
+        company_code: str | None = None,
+        registration_id: str | None = None,
+        *,
+        base_url: str | None = None,
+        rate_limit: float | None = 10.0,
+        burst: int = 1,
+        max_concurrency: int = 32,
+        max_retries: int = 3,
+        timeout: float = 30.0,
+        deadline: float | None = 120.0,
+        session: aiohttp.ClientSession | None = None,
+        allow_insecure_http: bool = False,
+        max_response_bytes: int = 10 * 1024 * 1024,
+        backoff_base: float = 0.5,
+        backoff_max: float = 8.0,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self._company_code = _credential("company_code", company_code, ENV_COMPANY_CODE)
+        self._registration_id = _credential("registration_id", registration_id, ENV_REGISTRATION_ID)
+        if base_url is None:
+            base_url = os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
+        self._base_url = _check_base_url(base_url, allow_insecure_http)
+        self._url = self._base_url + PATH
+        _check_number("rate_limit", rate_limit, minimum=1e-9, allow_none=True)
+        _check_number("burst", burst, minimum=1, integer=True)
+        _check_number("max_concurrency", max_concurrency, minimum=1, integer=True)
+        _check_number("max_retries", max_retries, minimum=0, integer=True)
+        _check_number("timeout", timeout, minimum=1e-3)
+        _check_number("deadline", deadline, minimum=1e-3, allow_none=True)
+        _check_number("max_response_bytes", max_response_bytes, minimum=1, integer=True)
+        _check_number("backoff_base", backoff_base, minimum=0)
+        _check_number("backoff_max", backoff_max, minimum=0)
+        if limiter is not None and not isinstance(limiter, RateLimiter):
+            raise InvalidRequestError("limiter must have an async acquire() method")
+        self._rate_limit = rate_limit
+        self._burst = burst
+        self._limiter: RateLimiter | None = limiter
+        if limiter is None and rate_limit is not None:
+            self._limiter = TokenBucket(rate_limit, burst)
+        self._max_concurrency = max_concurrency
+        self._max_retries = max_retries
+        self._timeout = float(timeout)
+        self._deadline = None if deadline is None else float(deadline)
+        self._max_response_bytes = max_response_bytes
+        self._backoff_base = float(backoff_base)
+        self._backoff_max = float(backoff_max)
+        self._user_session = session
+        self._transport: Transport | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+        self._closed = False
+        self._random = random.Random()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The base URL calls go to (without the API path)."""
+        return self._base_url
+
+    @property
+    def max_concurrency(self) -> int:
+        """At most this many attempts are in flight at once."""
+        return self._max_concurrency
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`aclose` has run."""
+        return self._closed
+
+    def _open(self) -> Transport:
+        if self._closed:
+            raise RuntimeError("this AOPayClient is closed; create a new one")
+        if self._transport is None:
+            # Both are bound to the running loop, so they are made here, never in __init__.
+            session = self._user_session or create_session(self._max_concurrency)
+            self._semaphore = asyncio.Semaphore(self._max_concurrency)
+            self._transport = Transport(
+                session,
+                self._url,
+                timeout=self._timeout,
+                max_bytes=self._max_response_bytes,
+                user_agent=_user_agent(),
+            )
+        return self._transport
+
+    async def __aenter__(self) -> AOPayClient:
+        self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session the client created (a caller's session is left open). Idempotent."""
+        self._closed = True
+        transport, self._transport = self._transport, None
+        if transport is not None and self._user_session is None:
+            # Shielded: a cancelled aclose still finishes closing, so nothing is left unclosed.
+            await asyncio.shield(transport.session.close())
+
+    def __repr__(self) -> str:
+        return (
+            f"AOPayClient(base_url={self._base_url!r}, rate_limit={self._rate_limit!r}, "
+            f"burst={self._burst}, max_concurrency={self._max_concurrency}, "
+            f"max_retries={self._max_retries}, closed={self._closed})"
+        )
+
+    # -- calls -----------------------------------------------------------------------------
+
+    async def get_credit_history(
+        self,
+        *,
+        cibil_id: str,
+        client_order_id: str | None = None,
+        registration_id: str | None = None,
+    ) -> CreditHistory:
+        """Fetch one customer's credit history.
+
+        Without *client_order_id* a unique one is generated; every retry of the call sends
+        the same one. *registration_id* overrides the client's for this call. Raises
+        :class:`InvalidRequestError` before any I/O for a bad argument, else one error of
+        the :class:`AOPayError` tree, with ``.attempts`` and ``.client_order_id`` set.
+        """
+        request = CreditHistoryRequest(
+            cibil_id=cibil_id, client_order_id=client_order_id, registration_id=registration_id
+        ).validate()
+        history, _ = await self._call(request.with_order_id())
+        return history
+
+    def bulk_credit_history(
+        self,
+        items: Iterable[object] | AsyncIterable[object],
+        *,
+        concurrency: int | None = None,
+        ordered: bool = False,
+    ) -> AsyncIterator[BulkResult]:
+        """Look up many customers; yield exactly one :class:`BulkResult` per item.
+
+        *items* (any iterable or async iterable of :class:`CreditHistoryRequest`, ``str``
+        cibil ids, or mappings with ``cibil_id``) is consumed lazily by a pool of
+        *concurrency* workers (default: ``max_concurrency``). ``ordered=True`` yields in
+        input order. Breaking out of the loop cancels what is in flight.
+        """
+        from ._bulk import bulk_credit_history
+
+        return bulk_credit_history(self, items, concurrency=concurrency, ordered=ordered)
+
+    async def _call(self, request: CreditHistoryRequest) -> tuple[CreditHistory, int]:
+        """Run one checked request (with its ``client_order_id`` set) to its outcome.
+
+        Returns the history and the number of attempts sent; raises an :class:`AOPayError`
+        carrying ``.attempts`` and ``.client_order_id``.
+        """
+        order_id = request.client_order_id
+        assert order_id is not None
+        transport = self._open()
+        loop = asyncio.get_running_loop()
+        deadline_at = None if self._deadline is None else loop.time() + self._deadline
+        registration_id = request.registration_id or self._registration_id
+        body = _ENCODE(
+            _WireRequest(order_id, request.cibil_id, registration_id, self._company_code)
+        )
+        secrets = (self._company_code, registration_id, request.cibil_id)
+        try:
+            return await self._attempt(transport, body, deadline_at, secrets), 1
+        except AOPayError as exc:
+            if self._max_retries == 0 or not is_retryable(exc):
+                raise _finish(exc, 1, order_id)  # noqa: B904 - re-raised as itself, its cause kept
+            first: AOPayError | None = exc
+        # The slow path: only a failed first attempt pays for tenacity.
+        attempts = 1
+        try:
+            async for attempt in retrying(
+                max_retries=self._max_retries,
+                deadline_at=deadline_at,
+                clock=loop.time,
+                base=self._backoff_base,
+                cap=self._backoff_max,
+                uniform=self._random.uniform,
+            ):
+                with attempt:
+                    if first is not None:
+                        replay, first = first, None
+                        raise replay  # let the retry rules judge the first failure
+                    attempts += 1
+                    history = await self._attempt(transport, body, deadline_at, secrets)
+        except AOPayError as exc:
+            raise _finish(exc, attempts, order_id)  # noqa: B904 - as above
+        return history, attempts
+
+    async def _attempt(
+        self,
+        transport: Transport,
+        body: bytes,
+        deadline_at: float | None,
+        secrets: tuple[str, ...],
+    ) -> CreditHistory:
+        semaphore = self._semaphore
+        assert semaphore is not None
+        limiter = self._limiter
+        if limiter is None and not semaphore.locked():
+            await semaphore.acquire()  # free slot, no limiter: no wait, no deadline to watch
+        else:
+            try:
+                async with asyncio.timeout_at(deadline_at):
+                    await semaphore.acquire()
+                    try:
+                        if limiter is not None:
+                            await limiter.acquire()
+                    except BaseException:
+                        semaphore.release()
+                        raise
+            except TimeoutError:
+                raise APITimeoutError(
+                    f"the call's deadline of {self._deadline:g}s passed while it waited for "
+                    "the rate limiter or a free connection"
+                ) from None
+        try:
+            timeout, bounded = self._timeout, False
+            if deadline_at is not None:
+                left = deadline_at - asyncio.get_running_loop().time()
+                if left <= 0:
+                    raise APITimeoutError(f"the call's deadline of {self._deadline:g}s passed")
+                if left < timeout:
+                    timeout, bounded = left, True
+            try:
+                status, headers, data = await transport.send(body, timeout)
+            except APITimeoutError:
+                if not bounded:
+                    raise
+                raise APITimeoutError(
+                    f"the call's deadline of {self._deadline:g}s passed during an attempt"
+                ) from None
+        finally:
+            semaphore.release()
+        return decode_response(status, headers, data, secrets=secrets)
+
+
+def _finish(exc: AOPayError, attempts: int, order_id: str) -> AOPayError:
+    exc.attempts = attempts
+    exc.client_order_id = order_id
+    return exc

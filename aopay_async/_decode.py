@@ -1,0 +1,353 @@
+"""Response classification: (status, headers, body bytes) -> a CreditHistory or one error.
+
+This module owns the wire format of GetCreditHistory's answers and every conversion the
+API's quirks need: numbers sent as strings, ``"0000-00-00"`` for "no date", ``"1"``/``"0"``
+for booleans, a naive fetch time meant as India time, and three response shapes (success,
+the 401 shape ``{responsecode, status, message}``, the gateway shape ``{code, description,
+status: "False"}`` that can arrive with HTTP 200). It is pure: it never awaits, never touches
+a socket, and never imports aiohttp (a test checks ``sys.modules``).
+
+Speed: the decoders are built once, at import; msgspec's lax mode (``strict=False``) turns
+numeric strings into int/float/Decimal and "1"/"0" into bool natively, which costs almost
+nothing. The one conversion msgspec cannot do natively is "0000-00-00" -> None; rather than a
+per-value hook (which doubled the decode cost when measured), the raw bytes get the JSON
+token ``"0000-00-00"`` replaced by ``null`` before decoding. If that ever broke a body (the
+token inside a string after an escaped quote), decoding fails and the untouched body is
+decoded again, so the worst case is a clear ResponseDecodeError, never a wrong value.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from ._errors import (
+    APIResponseError,
+    AuthenticationError,
+    ResponseDecodeError,
+    redact,
+    status_error,
+)
+from ._models import (
+    Account,
+    CreditAge,
+    CreditHistory,
+    CreditMix,
+    CreditUtilization,
+    UserInfo,
+)
+from ._retry import RETRY_AFTER_STATUSES, parse_retry_after
+
+__all__ = ["IST", "decode_response", "parse_credit_age", "too_large"]
+
+#: The zone AOPay's naive timestamps are meant in.
+IST = ZoneInfo("Asia/Kolkata")
+
+_NO_DATE = b'"0000-00-00"'
+_NO_DATETIMES = frozenset({"", "0000-00-00", "0000-00-00 00:00:00"})
+_SUCCESS_CODE = "SPC-200"
+
+
+class _UserInfoWire(msgspec.Struct):
+    cibil_id: str | None = None
+    cibil_score: str | int | None = None
+    first_name: str | None = None
+    middle_name: str | None = None
+    last_name: str | None = None
+    mobile_number: str | None = None
+    cibil_score_fetch_date: str | None = None
+
+
+class _Result(msgspec.Struct):
+    userInfo: _UserInfoWire | None = None
+    activityInfo: list[Account] | None = None
+    creditAge: CreditAge | None = None
+    creditMix: CreditMix | None = None
+    inquiryCount: int | None = None
+    lastMonthInquiryCount: int | None = None
+    last6MonthInquiryCount: int | None = None
+    creditUtilize: CreditUtilization | None = None
+    onTimePaymentPercentile: int | None = None
+
+
+class _Data(msgspec.Struct):
+    result: _Result | None = None
+    access_token: str | None = None
+
+
+class _Envelope(msgspec.Struct):
+    """Every top-level field of all three shapes, each optional: one decode classifies."""
+
+    error_code: str | None = None
+    status: str | bool | None = None
+    message: str | None = None
+    soft_ref_id: str | None = None
+    data: _Data | None = None
+    # The 401 shape.
+    responsecode: int | str | None = None
+    # The gateway shape.
+    code: str | int | None = None
+    description: str | None = None
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope, strict=False)
+_LOOSE = msgspec.json.Decoder()
+
+_YEARS = re.compile(r"(\d+)\s*(?:years?|yrs?|y)\b", re.IGNORECASE)
+_MONTHS = re.compile(r"(\d+)\s*(?:months?|mths?|mons?|mos?|m)\b", re.IGNORECASE)
+
+
+def parse_credit_age(text: str) -> int | None:
+    """Whole months in a credit age like ``"8 Years 8 Months"`` (104); None if unreadable."""
+    years = _YEARS.search(text)
+    months = _MONTHS.search(text)
+    if years is None and months is None:
+        return None
+    return (int(years.group(1)) * 12 if years else 0) + (int(months.group(1)) if months else 0)
+
+
+def too_large(limit: int) -> ResponseDecodeError:
+    """The error for a body over ``max_response_bytes``."""
+    return ResponseDecodeError(
+        f"the response body is larger than max_response_bytes ({limit} bytes); "
+        "it was refused without being read whole"
+    )
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        for key, candidate in headers.items():
+            if key.lower() == lowered:
+                return candidate
+    return value
+
+
+def _preview(body: bytes, secrets: Iterable[str | None]) -> str:
+    return redact(body[:2048].decode("utf-8", "replace"), secrets)
+
+
+def _not_json(body: bytes, status: int) -> ResponseDecodeError:
+    head = body.lstrip()[:1]
+    if not head:
+        what = "the response body is empty"
+    elif head == b"<":
+        what = "the response is an HTML page, not JSON (an error page from a proxy or gateway?)"
+    else:
+        what = "the response is not valid JSON (malformed or cut short)"
+    return ResponseDecodeError(f"{what} (HTTP {status})")
+
+
+def _api_error(
+    loose: Mapping[str, Any], status: int, headers: Mapping[str, str], body: bytes, secrets: Any
+) -> Exception | None:
+    """The error an error-shaped body reports, or None when *loose* is not error-shaped."""
+    if "responsecode" in loose:
+        code = str(loose["responsecode"])
+        text = loose.get("message")
+        api_message = redact(text, secrets) if isinstance(text, str) else None
+        if code in ("401", "403"):
+            return AuthenticationError(
+                "the API refused the credentials (responsecode "
+                f"{code}): check the company code and registration id"
+                + (f"; it said: {api_message}" if api_message else ""),
+                status_code=int(code),
+                headers=headers,
+                body=_preview(body, secrets),
+            )
+        return _response_error(code, api_message)
+    if "code" in loose or "description" in loose:
+        text = loose.get("description")
+        code_value = loose.get("code")
+        return _response_error(
+            None if code_value is None else str(code_value),
+            redact(text, secrets) if isinstance(text, str) else None,
+        )
+    return None
+
+
+def _response_error(code: str | None, api_message: str | None) -> APIResponseError:
+    message = f"the API reported a failure (code {code})"
+    if api_message:
+        message += f": {api_message}"
+    return APIResponseError(message, code=code, api_message=api_message)
+
+
+def _user_info(wire: _UserInfoWire) -> UserInfo:
+    score = wire.cibil_score
+    if isinstance(score, str):
+        text = score.strip()
+        if not text:
+            score = None
+        else:
+            try:
+                score = int(text)
+            except ValueError:
+                raise ResponseDecodeError(
+                    "Expected an integer score - at `$.data.result.userInfo.cibil_score`"
+                ) from None
+    return UserInfo(
+        cibil_id=wire.cibil_id or "",
+        cibil_score=score,
+        first_name=wire.first_name or "",
+        middle_name=wire.middle_name or "",
+        last_name=wire.last_name or "",
+        mobile_number=wire.mobile_number or "",
+        cibil_score_fetch_date=_fetch_date(wire.cibil_score_fetch_date),
+    )
+
+
+def _fetch_date(text: str | None) -> _dt.datetime | None:
+    if text is None or text.strip() in _NO_DATETIMES:
+        return None
+    try:
+        when = _dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ResponseDecodeError(
+            "Expected a date and time like 2023-08-16 15:36:46 - at "
+            "`$.data.result.userInfo.cibil_score_fetch_date`"
+        ) from None
+    return when.replace(tzinfo=IST) if when.tzinfo is None else when.astimezone(IST)
+
+
+def _decode_envelope(body: bytes, status: int) -> _Envelope:
+    try:
+        return _ENVELOPE.decode(body.replace(_NO_DATE, b"null"))
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        pass
+    # Slow path, failures only: decode the untouched body loosely, turn "no date" values
+    # into null where they really are dates, and decode that strictly, so that the error
+    # (if any) names the real problem and its path.
+    try:
+        loose = _LOOSE.decode(body)
+    except msgspec.DecodeError:
+        raise _not_json(body, status) from None
+    _null_empty_dates(loose)
+    try:
+        return _ENVELOPE.decode(msgspec.json.encode(loose))
+    except msgspec.ValidationError as exc:
+        raise ResponseDecodeError(
+            f"the response does not have the documented shape: {exc} (HTTP {status})"
+        ) from None
+
+
+def _null_empty_dates(loose: object) -> None:
+    data = loose.get("data") if isinstance(loose, dict) else None
+    result = data.get("result") if isinstance(data, dict) else None
+    accounts = result.get("activityInfo") if isinstance(result, dict) else None
+    if not isinstance(accounts, list):
+        return
+    for account in accounts:
+        if isinstance(account, dict):
+            for key in ("date_opened", "date_closed"):
+                if account.get(key) in ("0000-00-00", ""):
+                    account[key] = None
+
+
+def decode_response(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    secrets: Iterable[str | None] = (),
+) -> CreditHistory:
+    """Classify one complete HTTP response: return the history or raise one error of the tree.
+
+    *secrets* (credentials and the request's ids) are scrubbed from anything the error keeps.
+    """
+    if not 200 <= status < 300:
+        raise _status_failure(status, headers, body, secrets)
+    try:
+        envelope = _decode_envelope(body, status)
+    except ResponseDecodeError as decode_error:
+        # A body of the wrong shape may still be an error shape with odd types in it.
+        loose = _loose(body)
+        found = _api_error(loose, status, headers, body, secrets) if loose else None
+        if found is not None:
+            raise found from None
+        raise decode_error
+    if envelope.responsecode is not None or envelope.code is not None or envelope.description:
+        shaped = {
+            k: v
+            for k, v in (
+                ("responsecode", envelope.responsecode),
+                ("message", envelope.message),
+                ("code", envelope.code),
+                ("description", envelope.description),
+            )
+            if v is not None
+        }
+        found = _api_error(shaped, status, headers, body, secrets)
+        assert found is not None
+        raise found
+    return _history(envelope, secrets)
+
+
+def _loose(body: bytes) -> dict[str, Any] | None:
+    try:
+        value = _LOOSE.decode(body)
+    except msgspec.DecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _status_failure(
+    status: int, headers: Mapping[str, str], body: bytes, secrets: Iterable[str | None]
+) -> Exception:
+    retry_after = None
+    if status in RETRY_AFTER_STATUSES:
+        retry_after = parse_retry_after(_header(headers, "Retry-After"))
+    if status not in (401, 403) and status < 500:
+        loose = _loose(body)
+        if loose is not None and str(loose.get("responsecode")) in ("401", "403"):
+            found = _api_error(loose, status, headers, body, secrets)
+            assert found is not None
+            return found
+    return status_error(status, headers, _preview(body, secrets), retry_after=retry_after)
+
+
+def _history(envelope: _Envelope, secrets: Iterable[str | None]) -> CreditHistory:
+    status = envelope.status
+    error_code = envelope.error_code
+    ok = error_code == _SUCCESS_CODE or (error_code is None and status is not None)
+    if ok and status is not None:
+        ok = status is True or (isinstance(status, str) and status.upper() == "SUCCESS")
+    if not ok:
+        text = envelope.message
+        raise _response_error(error_code, redact(text, secrets) if text else None)
+    data = envelope.data
+    result = data.result if data is not None else None
+    if result is None or data is None:
+        raise ResponseDecodeError(
+            "the API reported success but sent no `$.data.result`: not the documented shape"
+        )
+    if result.userInfo is None:
+        raise ResponseDecodeError(
+            "the API reported success but sent no `$.data.result.userInfo`: "
+            "not the documented shape"
+        )
+    credit_age = result.creditAge
+    if credit_age is not None:
+        credit_age = msgspec.structs.replace(credit_age, months=parse_credit_age(credit_age.text))
+    return CreditHistory(
+        error_code=error_code or "",
+        status=status if isinstance(status, str) else "",
+        message=envelope.message or "",
+        soft_ref_id=envelope.soft_ref_id,
+        user_info=_user_info(result.userInfo),
+        activity_info=result.activityInfo or [],
+        credit_age=credit_age,
+        credit_mix=result.creditMix,
+        inquiry_count=result.inquiryCount,
+        last_month_inquiry_count=result.lastMonthInquiryCount,
+        last_6_month_inquiry_count=result.last6MonthInquiryCount,
+        credit_utilize=result.creditUtilize,
+        on_time_payment_percentile=result.onTimePaymentPercentile,
+        access_token=data.access_token,
+    )

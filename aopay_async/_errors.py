@@ -1,0 +1,206 @@
+"""The exception tree of aopay_async.
+
+This module owns every error the library raises and the table that maps an HTTP status to
+an error class. It must never import aiohttp or hold customer data: messages are written
+by the library (or redacted by :func:`redact` before they get here), never copied raw from
+a request.
+
+::
+
+    AOPayError
+    ├── InvalidRequestError (also ValueError)   bad arguments or configuration; nothing was sent
+    ├── APIConnectionError                      no complete response (refused, reset, DNS, cut body)
+    │   └── APITimeoutError                     an attempt timed out or the deadline passed
+    ├── APIStatusError                          HTTP status >= 400: .status_code, .headers, .body
+    │   ├── AuthenticationError                 401 / 403, or a body with responsecode 401
+    │   ├── RateLimitError                      429: .retry_after (seconds or None)
+    │   └── ServerError                         >= 500
+    ├── APIResponseError                        2xx whose body reports failure: .code, .message
+    └── ResponseDecodeError                     not JSON, not the documented shape, or too large
+
+Every error carries ``.attempts`` (how many HTTP attempts were sent for the call) and
+``.client_order_id`` (the id every attempt of the call used; ``None`` when nothing was sent).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+__all__ = [
+    "AOPayError",
+    "APIConnectionError",
+    "APIResponseError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "InvalidRequestError",
+    "RateLimitError",
+    "ResponseDecodeError",
+    "ServerError",
+    "redact",
+    "status_error",
+]
+
+#: How much of a response body an :class:`APIStatusError` keeps (after redaction).
+BODY_PREVIEW_CHARS = 200
+
+_LONG_DIGITS = re.compile(r"\d{5,}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def redact(text: str, secrets: Iterable[str | None] = (), limit: int = BODY_PREVIEW_CHARS) -> str:
+    """Return *text* safe for a log line or an error message.
+
+    Known secrets (credentials, the customer's ids) are replaced by ``***``; so is any run of
+    five or more digits, which is how mobile, account and cibil numbers look; control
+    characters become one space; the result is cut to *limit* characters.
+    """
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            text = text.replace(secret, "***")
+    text = _LONG_DIGITS.sub("***", text)
+    text = _CONTROL.sub(" ", text)
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return text
+
+
+class AOPayError(Exception):
+    """Base class of every error raised by aopay_async."""
+
+    attempts: int
+    client_order_id: str | None
+
+    def __init__(
+        self, message: str, *, attempts: int = 0, client_order_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.attempts = attempts
+        self.client_order_id = client_order_id
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, attempts={self.attempts})"
+
+
+class InvalidRequestError(AOPayError, ValueError):
+    """Bad arguments or configuration, found before anything was sent."""
+
+
+class APIConnectionError(AOPayError):
+    """No complete HTTP response arrived: refused, reset, DNS failure, a body cut short."""
+
+
+class APITimeoutError(APIConnectionError):
+    """An attempt timed out, or the call's deadline passed."""
+
+
+class APIStatusError(AOPayError):
+    """The server answered with an HTTP status of 400 or more.
+
+    ``.body`` is a short, redacted preview of what the server sent, for diagnostics only.
+    ``.retry_after`` is the wait in seconds a ``Retry-After`` header asked for, or None.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        headers: Mapping[str, str] | None = None,
+        body: str = "",
+        retry_after: float | None = None,
+        attempts: int = 0,
+        client_order_id: str | None = None,
+    ) -> None:
+        super().__init__(message, attempts=attempts, client_order_id=client_order_id)
+        self.status_code = status_code
+        # Kept as given (aiohttp's case-insensitive proxy from the transport).
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
+        self.body = body
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, status_code={self.status_code}, "
+            f"attempts={self.attempts})"
+        )
+
+
+class AuthenticationError(APIStatusError):
+    """401 or 403, or a body saying ``responsecode: 401``.
+
+    Check the company code and registration id.
+    """
+
+
+class RateLimitError(APIStatusError):
+    """429 Too Many Requests. ``.retry_after``: the server's requested wait in seconds, or None."""
+
+
+class ServerError(APIStatusError):
+    """The server failed (HTTP 500 or above)."""
+
+
+class APIResponseError(AOPayError):
+    """A 2xx answer whose body reports a failure. ``.code`` and ``.message`` are the API's own."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None,
+        api_message: str | None = None,
+        attempts: int = 0,
+        client_order_id: str | None = None,
+    ) -> None:
+        super().__init__(message, attempts=attempts, client_order_id=client_order_id)
+        self.code = code
+        # ``.message`` is the API's own (redacted) text when it sent one; str(err) says more.
+        if api_message is not None:
+            self.message = api_message
+
+
+class ResponseDecodeError(AOPayError):
+    """The body is not JSON, not the documented shape, or larger than ``max_response_bytes``."""
+
+
+_STATUS_MESSAGES: Mapping[int, str] = {
+    400: "the API rejected the request as malformed (HTTP 400)",
+    401: "the API refused the credentials (HTTP 401): check the company code and registration id",
+    403: "the API refused access (HTTP 403): check the company code and registration id",
+    404: "the API path was not found (HTTP 404): check base_url",
+    408: "the API timed out waiting for the request (HTTP 408)",
+    429: "rate limited by the API (HTTP 429): lower rate_limit or wait",
+}
+
+
+def status_error(
+    status: int,
+    headers: Mapping[str, str],
+    body: str,
+    *,
+    retry_after: float | None = None,
+) -> APIStatusError:
+    """Build the :class:`APIStatusError` subclass for an HTTP *status* (400 or more, or a 3xx).
+
+    *body* must already be redacted. ``attempts`` and ``client_order_id`` are filled in by the
+    client when the call ends.
+    """
+    message = _STATUS_MESSAGES.get(status)
+    if message is None:
+        kind = "server error" if status >= 500 else "unexpected answer"
+        message = f"the API answered with a {kind} (HTTP {status})"
+    if retry_after is not None:
+        message += f"; the server asked to wait {retry_after:g}s"
+    cls: type[APIStatusError]
+    if status == 429:
+        cls = RateLimitError
+    elif status in (401, 403):
+        cls = AuthenticationError
+    elif status >= 500:
+        cls = ServerError
+    else:
+        cls = APIStatusError
+    return cls(message, status_code=status, headers=headers, body=body, retry_after=retry_after)

@@ -1,0 +1,169 @@
+"""The retry decision: what is retried, how long to wait, and when to give up.
+
+Everything here but :func:`retrying` is a pure function of values (an error, a retry number,
+the time left): no awaiting, no sockets, no clock reads unless a clock is passed in. The
+client runs a call's first attempt outside tenacity and only builds :func:`retrying` after a
+failure, so retries cost nothing when nothing fails.
+
+Rules (see ../shared/spec/api.md):
+- retried: connection errors and resets before a complete response, attempt timeouts,
+  HTTP 408, 429, 500, 502, 503, 504;
+- never retried: other statuses, an error the API reports in a 2xx body, a body that
+  fails to decode, cancellation;
+- wait before retry n (n = 0 for the first retry): ``uniform(0, min(cap, base * 2**n))``,
+  or what ``Retry-After`` asks on a 429 or 503;
+- no wait may end past the call's deadline: if it would, give up now with the last error.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import random
+import time
+from collections.abc import Callable
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+
+from ._errors import APIConnectionError, APIStatusError
+
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "backoff_delay",
+    "is_retryable",
+    "next_wait",
+    "parse_retry_after",
+    "retrying",
+]
+
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: Statuses whose ``Retry-After`` header replaces the backoff.
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+Uniform = Callable[[float, float], float]
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True when another attempt of the same request may succeed where *exc* failed."""
+    if isinstance(exc, APIConnectionError):  # includes APITimeoutError
+        return True
+    if isinstance(exc, APIStatusError):
+        return exc.status_code in RETRYABLE_STATUSES
+    return False
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header value, or None if absent or unreadable.
+
+    Accepts delay-seconds (``"3"``, and leniently ``"1.5"``) and an HTTP date, taken
+    relative to *now* (Unix time; the current time when None). Past dates give 0.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(seconds):
+            return None
+        return max(0.0, seconds)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; a zone-less one is read as such.
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def backoff_delay(
+    retry_number: int, *, base: float = 0.5, cap: float = 8.0, uniform: Uniform = random.uniform
+) -> float:
+    """Full-jitter exponential backoff: ``uniform(0, min(cap, base * 2**retry_number))``."""
+    ceiling = min(cap, base * 2.0 ** min(retry_number, 64))
+    if ceiling <= 0:
+        return 0.0
+    return uniform(0.0, ceiling)
+
+
+def next_wait(
+    exc: BaseException,
+    retry_number: int,
+    *,
+    retries_left: int,
+    time_left: float | None,
+    base: float = 0.5,
+    cap: float = 8.0,
+    uniform: Uniform = random.uniform,
+) -> float | None:
+    """How long to wait before retrying after *exc*, or None to give up now.
+
+    *retry_number* counts from 0 for the first retry; *time_left* is the seconds left to
+    the call's deadline (None: no deadline). Gives up when *exc* is not retryable, when no
+    retries are left, or when the wait would reach the deadline.
+    """
+    if retries_left <= 0 or not is_retryable(exc):
+        return None
+    wait: float | None = None
+    if isinstance(exc, APIStatusError) and exc.status_code in RETRY_AFTER_STATUSES:
+        wait = exc.retry_after
+    if wait is None:
+        wait = backoff_delay(retry_number, base=base, cap=cap, uniform=uniform)
+    if time_left is not None and wait >= time_left:
+        return None
+    return wait
+
+
+def retrying(
+    *,
+    max_retries: int,
+    deadline_at: float | None,
+    clock: Callable[[], float],
+    base: float,
+    cap: float,
+    uniform: Uniform = random.uniform,
+) -> AsyncRetrying:
+    """The tenacity loop for one call, built only once its first attempt has failed.
+
+    Tenacity's attempt 1 is that first failure, replayed so the same rules judge it;
+    attempt k is the call's attempt k. The wait is :func:`next_wait`; the stop is "no wait".
+    """
+
+    def _decide(state: RetryCallState) -> float | None:
+        outcome = state.outcome
+        assert outcome is not None
+        exc = outcome.exception()
+        assert exc is not None
+        time_left = None if deadline_at is None else deadline_at - clock()
+        return next_wait(
+            exc,
+            state.attempt_number - 1,
+            retries_left=max_retries + 1 - state.attempt_number,
+            time_left=time_left,
+            base=base,
+            cap=cap,
+            uniform=uniform,
+        )
+
+    # Tenacity asks wait, then stop, for each failure: the decision is made once, in _wait,
+    # and _stop reads it (one AsyncRetrying serves one call, so this closure is per call).
+    decision: list[float | None] = [None]
+
+    def _wait(state: RetryCallState) -> float:
+        decision[0] = _decide(state)
+        return decision[0] or 0.0
+
+    def _stop(state: RetryCallState) -> bool:
+        return decision[0] is None
+
+    return AsyncRetrying(
+        retry=retry_if_exception(is_retryable),
+        wait=_wait,
+        stop=_stop,
+        reraise=True,
+    )

@@ -1,0 +1,105 @@
+"""The transport: the only module that talks aiohttp.
+
+It owns one thing: send one attempt (a GET with a JSON body) and hand back the status, the
+headers and the body bytes, or raise one of our connection errors. It must never retry,
+decide, decode JSON, or follow a redirect (the body carries the company code; it goes to the
+configured host or nowhere), and never switch TLS verification off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import aiohttp
+
+from ._decode import too_large
+from ._errors import APIConnectionError, APITimeoutError
+
+__all__ = ["Transport", "create_session"]
+
+_CHUNK = 64 * 1024
+
+
+def create_session(max_concurrency: int) -> aiohttp.ClientSession:
+    """A session whose connection pool holds *max_concurrency* connections.
+
+    Must be called inside the running event loop (aiohttp binds the session to it).
+    """
+    connector = aiohttp.TCPConnector(limit=max_concurrency, limit_per_host=max_concurrency)
+    return aiohttp.ClientSession(connector=connector)
+
+
+class Transport:
+    """Sends attempts to one URL over a session it does not own."""
+
+    __slots__ = ("_default_timeout", "_headers", "_max_bytes", "_timeout_s", "_url", "session")
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        *,
+        timeout: float,
+        max_bytes: int,
+        user_agent: str,
+    ) -> None:
+        self.session = session
+        self._url = url
+        self._timeout_s = timeout
+        self._default_timeout = aiohttp.ClientTimeout(total=timeout)
+        self._max_bytes = max_bytes
+        self._headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": user_agent,
+        }
+
+    async def send(
+        self, body: bytes, attempt_timeout: float
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """Send one GET with *body*; return ``(status, headers, body bytes)``.
+
+        *attempt_timeout* bounds the whole attempt, connect to last byte. Raises
+        :class:`APITimeoutError` when it runs out, :class:`APIConnectionError` when no
+        complete response arrived, and ``ResponseDecodeError`` for a body over the limit.
+        """
+        client_timeout = (
+            self._default_timeout
+            if attempt_timeout >= self._timeout_s
+            else aiohttp.ClientTimeout(total=max(attempt_timeout, 0.001))
+        )
+        try:
+            async with self.session.request(
+                "GET",
+                self._url,
+                data=body,
+                headers=self._headers,
+                timeout=client_timeout,
+                allow_redirects=False,
+            ) as response:
+                length = response.content_length
+                if length is not None and length > self._max_bytes:
+                    raise too_large(self._max_bytes)
+                if length is not None and "Content-Encoding" not in response.headers:
+                    data = await response.read()
+                else:
+                    data = await self._read_capped(response)
+                return response.status, response.headers, data
+        except TimeoutError as exc:
+            raise APITimeoutError(
+                f"the attempt timed out after {attempt_timeout:.3g}s (connect to last byte)"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise APIConnectionError(
+                f"no complete response from the API: {type(exc).__name__}: {str(exc)[:200]}"
+            ) from exc
+
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        async for chunk in response.content.iter_chunked(_CHUNK):
+            total += len(chunk)
+            if total > self._max_bytes:
+                raise too_large(self._max_bytes)
+            chunks.append(chunk)
+        return b"".join(chunks)
