@@ -1,0 +1,305 @@
+"""The lazy worker pool behind ``AOPayClient.bulk_credit_history``.
+
+This module owns bulk scheduling only: pulling items from the caller's (async) iterable,
+turning each into exactly one :class:`BulkResult`, and handing the results back in
+completion or input order. Each item goes through ``client._call``, the one path a single
+call takes, so the rate limiter, the concurrency cap, the retries and the deadline apply
+per item exactly as they do to ``get_credit_history``.
+
+It must never: create one task per item (a fixed pool of workers pulls from the input);
+materialise the input or buffer more than a window of results (memory is bounded by the
+concurrency, not by the number of items); let one item's error cancel its siblings (an
+error is a value here, a failed ``BulkResult``); import aiohttp; or leave a task running
+after the caller stops iterating.
+
+How the pool is bounded: a worker takes a *slot* before it pulls an item, and the slot is
+given back only when the consumer has been handed that item's result. With ``window``
+slots, at most ``window`` items are in flight or waiting to be consumed, whatever the
+order. In input order this is also the reorder window: a slow item holds back at most
+``window - 1`` finished ones, then the workers wait instead of running ahead. The window
+is never smaller than the number of workers, so the oldest unfinished item always has a
+worker and the pool cannot deadlock.
+
+If the input iterable itself raises, or something other than an :class:`AOPayError`
+escapes a call (a bug, not an API outcome), no new item is taken, the items already in
+flight finish and are yielded, and then the exception is raised to the consumer. So
+nothing in flight is lost silently, and the caller learns the run did not cover the input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from typing import TYPE_CHECKING, Final, Protocol
+
+from ._errors import AOPayError, InvalidRequestError
+from ._models import BulkResult, CreditHistoryRequest
+
+if TYPE_CHECKING:
+    from ._models import CreditHistory
+
+__all__ = ["BulkClient", "bulk_credit_history"]
+
+#: Results that may be finished but not yet consumed, per worker. Two keeps every worker busy
+#: while the consumer handles a burst, and bounds the reorder buffer of ``ordered=True``.
+WINDOW_PER_WORKER: Final = 2
+
+
+class BulkClient(Protocol):
+    """What the pool needs from a client: the single-call path and its default concurrency.
+
+    ``AOPayClient`` is one; a test double with these two members is another.
+    """
+
+    @property
+    def max_concurrency(self) -> int: ...
+
+    async def _call(self, request: CreditHistoryRequest) -> tuple[CreditHistory, int]: ...
+
+
+def bulk_credit_history(
+    client: BulkClient,
+    items: Iterable[object] | AsyncIterable[object],
+    *,
+    concurrency: int | None = None,
+    ordered: bool = False,
+) -> AsyncIterator[BulkResult]:
+    """Look up every item of *items*, yielding exactly one :class:`BulkResult` per item.
+
+    *items* is any iterable or async iterable of ``CreditHistoryRequest``, ``str`` (a cibil
+    id) or mapping with ``cibil_id`` and optional ``client_order_id``; it is consumed lazily,
+    one item at a time, as workers free up. An invalid item yields a failed result (an
+    :class:`InvalidRequestError`, ``attempts == 0``) and the run goes on; so does an item
+    whose call fails.
+
+    *concurrency* is the number of workers (default: the client's ``max_concurrency``).
+    Results come in completion order, or in input order with ``ordered=True``.
+
+    The arguments are checked now, before anything is iterated: a bad *concurrency*, or a
+    ``str``/``bytes``/mapping passed as *items* (almost always a missing list around one
+    item), raises :class:`InvalidRequestError`. Nothing else happens until iteration starts.
+
+    Breaking out of the loop, closing the iterator (``aclose()``) or cancelling the task
+    that iterates cancels the items in flight, waits for the workers to finish, and leaves
+    the client usable. Wrap the iterator in :func:`contextlib.aclosing` to make that happen
+    at once on ``break`` rather than when the iterator is garbage-collected.
+    """
+    if concurrency is None:
+        concurrency = client.max_concurrency
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+        raise InvalidRequestError(
+            f"concurrency must be an int or None, not {type(concurrency).__name__}"
+        )
+    if concurrency < 1:
+        raise InvalidRequestError(f"concurrency must be at least 1, not {concurrency}")
+    if isinstance(items, (str, bytes, bytearray)) or _is_mapping(items):
+        raise InvalidRequestError(
+            "items must be an iterable of items (e.g. a list of cibil ids), "
+            f"not a single {type(items).__name__}"
+        )
+    if not isinstance(items, (Iterable, AsyncIterable)):
+        raise InvalidRequestError(
+            f"items must be an iterable or an async iterable, not {type(items).__name__}"
+        )
+    return _Pool(client, items, concurrency, ordered).run()
+
+
+def _is_mapping(value: object) -> bool:
+    from collections.abc import Mapping
+
+    return isinstance(value, Mapping)
+
+
+_END: Final = object()
+
+
+class _Pool:
+    """One bulk run: the shared input, the workers, and the hand-over to the consumer."""
+
+    def __init__(
+        self,
+        client: BulkClient,
+        items: Iterable[object] | AsyncIterable[object],
+        concurrency: int,
+        ordered: bool,
+    ) -> None:
+        self._client = client
+        self._items = items
+        self._workers = concurrency
+        self._ordered = ordered
+        self._window = concurrency * WINDOW_PER_WORKER
+        self._sync_input: Iterator[object] | None = None
+        self._async_input: AsyncIterator[object] | None = None
+        # Concurrent ``__anext__`` on an async generator raises; workers take turns.
+        self._input_lock = asyncio.Lock()
+        self._slots = asyncio.Semaphore(self._window)
+        self._results: asyncio.Queue[tuple[int, BulkResult] | object] = asyncio.Queue()
+        self._next_index = 0
+        self._stop = False  # no new item is taken once set
+        self._closing = False  # the consumer is gone: cancellations are ours
+        self._failure: BaseException | None = None
+        self._live = 0
+
+    async def run(self) -> AsyncIterator[BulkResult]:
+        """The async generator the caller iterates."""
+        if isinstance(self._items, AsyncIterable):
+            self._async_input = aiter(self._items)
+        else:
+            self._sync_input = iter(self._items)
+        tasks = [
+            asyncio.create_task(self._worker(), name=f"aopay-bulk-worker-{n}")
+            for n in range(self._workers)
+        ]
+        self._live = len(tasks)
+        try:
+            if self._ordered:
+                async for result in self._in_order():
+                    yield result
+            else:
+                async for result in self._as_completed():
+                    yield result
+            if self._failure is not None:
+                raise self._failure
+        finally:
+            self._stop = True
+            self._closing = True
+            for task in tasks:
+                task.cancel()
+            # Wait for the workers so that no task outlives the iteration and every
+            # cancelled call has released what it held (limiter slot, connection).
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _as_completed(self) -> AsyncIterator[BulkResult]:
+        while True:
+            entry = await self._results.get()
+            if entry is _END:
+                return
+            assert isinstance(entry, tuple)
+            self._slots.release()
+            yield entry[1]
+
+    async def _in_order(self) -> AsyncIterator[BulkResult]:
+        waiting: dict[int, BulkResult] = {}
+        next_index = 0
+        while True:
+            entry = await self._results.get()
+            if entry is _END:
+                break
+            assert isinstance(entry, tuple)
+            waiting[entry[0]] = entry[1]
+            while next_index in waiting:
+                result = waiting.pop(next_index)
+                next_index += 1
+                self._slots.release()
+                yield result
+        # Only after a failure can a result be left behind a gap (the item that failed has
+        # no result): hand over the rest, still in input order, before the error is raised.
+        for index in sorted(waiting):
+            yield waiting.pop(index)
+
+    async def _worker(self) -> None:
+        holding = False  # a slot, taken before the item is pulled
+        try:
+            while True:
+                await self._slots.acquire()
+                holding = True
+                item, index = await self._take()
+                if index < 0:
+                    return
+                try:
+                    result = await _lookup(self._client, item, index)
+                except Exception as exc:
+                    # Not an API outcome (those are values): a bug worth stopping for.
+                    self._fail(exc)
+                    return
+                holding = False  # the consumer gives the slot back when it takes the result
+                self._results.put_nowait((index, result))
+        except asyncio.CancelledError:
+            if not self._closing:
+                # Nobody but the consumer cancels a worker; if one is cancelled anyway, stop
+                # the run loudly rather than wait forever for a result that will not come.
+                self._fail(RuntimeError("a bulk worker was cancelled from outside the pool"))
+            raise
+        finally:
+            if holding:
+                self._slots.release()
+            self._live -= 1
+            if self._live == 0:
+                self._results.put_nowait(_END)
+
+    async def _take(self) -> tuple[object, int]:
+        """The next item and its index, or index -1 when no more items are to be taken."""
+        if self._stop:
+            return None, -1
+        try:
+            if self._sync_input is not None:
+                item = next(self._sync_input)
+            else:
+                assert self._async_input is not None
+                async with self._input_lock:
+                    if self._stop:
+                        return None, -1
+                    item = await anext(self._async_input)
+        except (StopIteration, StopAsyncIteration):
+            self._stop = True
+            return None, -1
+        except Exception as exc:
+            self._fail(exc)
+            return None, -1
+        index = self._next_index
+        self._next_index += 1
+        return item, index
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failure is None:
+            self._failure = exc
+        self._stop = True
+
+
+async def _lookup(client: BulkClient, item: object, index: int) -> BulkResult:
+    """One item to one result. Only ``CancelledError`` and non-API exceptions escape."""
+    start = time.perf_counter()
+    try:
+        request = CreditHistoryRequest.coerce(item).with_order_id()
+    except InvalidRequestError as exc:
+        return BulkResult(
+            _placeholder(item),
+            error=exc,
+            attempts=0,
+            elapsed=time.perf_counter() - start,
+            item_index=index,
+        )
+    except Exception as exc:
+        # A mapping that misbehaves when read is still just a bad item.
+        return BulkResult(
+            _placeholder(item),
+            error=InvalidRequestError(f"the item could not be read ({type(exc).__name__})"),
+            attempts=0,
+            elapsed=time.perf_counter() - start,
+            item_index=index,
+        )
+    try:
+        history, attempts = await client._call(request)
+    except AOPayError as exc:
+        return BulkResult(
+            request,
+            error=exc,
+            attempts=exc.attempts,
+            elapsed=time.perf_counter() - start,
+            item_index=index,
+        )
+    return BulkResult(
+        request,
+        history=history,
+        attempts=attempts,
+        elapsed=time.perf_counter() - start,
+        item_index=index,
+    )
+
+
+def _placeholder(item: object) -> CreditHistoryRequest:
+    try:
+        return CreditHistoryRequest.placeholder(item)
+    except Exception:
+        return CreditHistoryRequest(cibil_id="")
