@@ -252,9 +252,13 @@ class AOPayClient:
         the :class:`AOPayError` tree, with ``.attempts`` and ``.client_order_id`` set.
         """
         request = CreditHistoryRequest(
-            cibil_id=cibil_id, client_order_id=client_order_id, registration_id=registration_id
+            cibil_id=cibil_id,
+            client_order_id=client_order_id,
+            registration_id=registration_id,
         ).validate()
-        history, _ = await self._call(request.with_order_id())
+        if client_order_id is None:
+            request = request.with_order_id()
+        history, _ = await self._call(request)
         return history
 
     def bulk_credit_history(

@@ -19,12 +19,14 @@ decoded again, so the worst case is a clear ResponseDecodeError, never a wrong v
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
+from msgspec.structs import force_setattr
 
 from ._errors import (
     APIResponseError,
@@ -53,18 +55,8 @@ _NO_DATETIMES = frozenset({"", "0000-00-00", "0000-00-00 00:00:00"})
 _SUCCESS_CODE = "SPC-200"
 
 
-class _UserInfoWire(msgspec.Struct):
-    cibil_id: str | None = None
-    cibil_score: str | int | None = None
-    first_name: str | None = None
-    middle_name: str | None = None
-    last_name: str | None = None
-    mobile_number: str | None = None
-    cibil_score_fetch_date: str | None = None
-
-
 class _Result(msgspec.Struct):
-    userInfo: _UserInfoWire | None = None
+    userInfo: UserInfo | None = None
     activityInfo: list[Account] | None = None
     creditAge: CreditAge | None = None
     creditMix: CreditMix | None = None
@@ -179,40 +171,13 @@ def _response_error(code: str | None, api_message: str | None) -> APIResponseErr
     return APIResponseError(message, code=code, api_message=api_message)
 
 
-def _user_info(wire: _UserInfoWire) -> UserInfo:
-    score = wire.cibil_score
-    if isinstance(score, str):
-        text = score.strip()
-        if not text:
-            score = None
-        else:
-            try:
-                score = int(text)
-            except ValueError:
-                raise ResponseDecodeError(
-                    "Expected an integer score - at `$.data.result.userInfo.cibil_score`"
-                ) from None
-    return UserInfo(
-        cibil_id=wire.cibil_id or "",
-        cibil_score=score,
-        first_name=wire.first_name or "",
-        middle_name=wire.middle_name or "",
-        last_name=wire.last_name or "",
-        mobile_number=wire.mobile_number or "",
-        cibil_score_fetch_date=_fetch_date(wire.cibil_score_fetch_date),
-    )
+@functools.lru_cache(maxsize=4096)
+def _credit_age_months(text: str) -> int | None:
+    # Credit ages repeat ("8 Years 8 Months"): a cache turns two regex searches into a lookup.
+    return parse_credit_age(text)
 
 
-def _fetch_date(text: str | None) -> _dt.datetime | None:
-    if text is None or text.strip() in _NO_DATETIMES:
-        return None
-    try:
-        when = _dt.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ResponseDecodeError(
-            "Expected a date and time like 2023-08-16 15:36:46 - at "
-            "`$.data.result.userInfo.cibil_score_fetch_date`"
-        ) from None
+def _in_india(when: _dt.datetime) -> _dt.datetime:
     return when.replace(tzinfo=IST) if when.tzinfo is None else when.astimezone(IST)
 
 
@@ -221,14 +186,14 @@ def _decode_envelope(body: bytes, status: int) -> _Envelope:
         return _ENVELOPE.decode(body.replace(_NO_DATE, b"null"))
     except (msgspec.DecodeError, msgspec.ValidationError):
         pass
-    # Slow path, failures only: decode the untouched body loosely, turn "no date" values
-    # into null where they really are dates, and decode that strictly, so that the error
-    # (if any) names the real problem and its path.
+    # Slow path, failures only: decode the untouched body loosely, turn the rarer spellings
+    # of "nothing" into null where they mean that (see _normalise), and decode that
+    # strictly, so that the error (if any) names the real problem and its path.
     try:
         loose = _LOOSE.decode(body)
     except msgspec.DecodeError:
         raise _not_json(body, status) from None
-    _null_empty_dates(loose)
+    _normalise(loose)
     try:
         return _ENVELOPE.decode(msgspec.json.encode(loose))
     except msgspec.ValidationError as exc:
@@ -237,17 +202,33 @@ def _decode_envelope(body: bytes, status: int) -> _Envelope:
         ) from None
 
 
-def _null_empty_dates(loose: object) -> None:
+def _normalise(loose: object) -> None:
+    """Turn the API's rarer spellings of "nothing" into null, in place, for the slow path.
+
+    Dates ``"0000-00-00"`` or ``""``, a fetch time of zeros or ``""``, an empty score, and
+    null names (which become ``""``). Anything else is left for the strict decode to judge.
+    """
     data = loose.get("data") if isinstance(loose, dict) else None
     result = data.get("result") if isinstance(data, dict) else None
-    accounts = result.get("activityInfo") if isinstance(result, dict) else None
-    if not isinstance(accounts, list):
+    if not isinstance(result, dict):
         return
-    for account in accounts:
+    accounts = result.get("activityInfo")
+    for account in accounts if isinstance(accounts, list) else ():
         if isinstance(account, dict):
             for key in ("date_opened", "date_closed"):
                 if account.get(key) in ("0000-00-00", ""):
                     account[key] = None
+    user = result.get("userInfo")
+    if isinstance(user, dict):
+        score = user.get("cibil_score")
+        if isinstance(score, str) and not score.strip():
+            user["cibil_score"] = None
+        fetched = user.get("cibil_score_fetch_date")
+        if isinstance(fetched, str) and fetched.strip() in _NO_DATETIMES:
+            user["cibil_score_fetch_date"] = None
+        for key in ("cibil_id", "first_name", "middle_name", "last_name", "mobile_number"):
+            if key in user and user[key] is None:
+                user[key] = ""
 
 
 def decode_response(
@@ -332,15 +313,21 @@ def _history(envelope: _Envelope, secrets: Iterable[str | None]) -> CreditHistor
             "the API reported success but sent no `$.data.result.userInfo`: "
             "not the documented shape"
         )
+    # The Structs were decoded a moment ago and nobody else holds them yet, so finishing
+    # them in place (force_setattr) is safe and cheaper than building copies.
+    user_info = result.userInfo
+    fetched = user_info.cibil_score_fetch_date
+    if fetched is not None:
+        force_setattr(user_info, "cibil_score_fetch_date", _in_india(fetched))
     credit_age = result.creditAge
     if credit_age is not None:
-        credit_age = msgspec.structs.replace(credit_age, months=parse_credit_age(credit_age.text))
+        force_setattr(credit_age, "months", _credit_age_months(credit_age.text))
     return CreditHistory(
         error_code=error_code or "",
         status=status if isinstance(status, str) else "",
         message=envelope.message or "",
         soft_ref_id=envelope.soft_ref_id,
-        user_info=_user_info(result.userInfo),
+        user_info=user_info,
         activity_info=result.activityInfo or [],
         credit_age=credit_age,
         credit_mix=result.creditMix,
