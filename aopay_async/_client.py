@@ -27,10 +27,11 @@ from ._errors import AOPayError, APITimeoutError, InvalidRequestError
 from ._limiter import RateLimiter, TokenBucket
 from ._models import BulkResult, CreditHistory, CreditHistoryRequest, check_id
 from ._retry import is_retryable, retrying
-from ._transport import Transport, create_session
 
 if TYPE_CHECKING:
     import aiohttp
+
+    from ._transport import Transport
 
 __all__ = ["DEFAULT_BASE_URL", "PATH", "AOPayClient"]
 
@@ -196,6 +197,10 @@ class AOPayClient:
         if self._closed:
             raise RuntimeError("this AOPayClient is closed; create a new one")
         if self._transport is None:
+            # Imported here, not at the top: `import aopay_async` (and so its pure core
+            # modules) must not pull in aiohttp; only a client that opens needs it.
+            from ._transport import Transport, create_session
+
             # Both are bound to the running loop, so they are made here, never in __init__.
             session = self._user_session or create_session(self._max_concurrency)
             self._semaphore = asyncio.Semaphore(self._max_concurrency)
