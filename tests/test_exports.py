@@ -1,0 +1,125 @@
+"""The import surface: exactly the public names, sorted; a version; typing shipped; a pure core."""
+
+from __future__ import annotations
+
+import importlib.resources
+import subprocess
+import sys
+import types
+
+import pytest
+
+import aopay_async
+
+#: The contract's import surface (spec/api.md, "Import surface").
+PUBLIC = {
+    "AOPayClient",
+    "CreditHistory",
+    "UserInfo",
+    "Account",
+    "CreditAge",
+    "CreditMix",
+    "CreditUtilization",
+    "CreditHistoryRequest",
+    "BulkResult",
+    "AOPayError",
+    "InvalidRequestError",
+    "APIConnectionError",
+    "APITimeoutError",
+    "APIStatusError",
+    "AuthenticationError",
+    "RateLimitError",
+    "ServerError",
+    "APIResponseError",
+    "ResponseDecodeError",
+}
+
+
+def test_all_is_sorted() -> None:
+    """``__all__`` is kept sorted, so a diff of a new name is one obvious line."""
+    assert aopay_async.__all__ == sorted(aopay_async.__all__)
+
+
+def test_all_is_exactly_the_public_names() -> None:
+    """``__all__`` lists the contract's names, no more, no fewer, no repeats."""
+    assert len(aopay_async.__all__) == len(set(aopay_async.__all__))
+    assert set(aopay_async.__all__) == PUBLIC
+
+
+def test_every_public_attribute_is_in_all() -> None:
+    """Nothing public leaks out of the package namespace besides ``__all__`` and submodules."""
+    public = {
+        name
+        for name, value in vars(aopay_async).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert public == set(aopay_async.__all__)
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_exported_members_claim_the_package(name: str) -> None:
+    """Each public class says it lives in ``aopay_async`` or one of its private modules."""
+    member = getattr(aopay_async, name)
+    assert member.__module__.startswith("aopay_async")
+    assert member.__doc__, f"{name} has no docstring"
+
+
+def test_version_is_a_release_string() -> None:
+    """``__version__`` exists and looks like a PEP 440 release such as ``0.1.0``."""
+    version = aopay_async.__version__
+    assert isinstance(version, str)
+    parts = version.split(".")
+    assert len(parts) >= 2
+    assert all(part.isdigit() for part in parts[:2])
+
+
+def test_version_matches_installed_metadata() -> None:
+    """The installed distribution reports the same version as the module."""
+    from importlib.metadata import version
+
+    assert version("aopay-async") == aopay_async.__version__
+
+
+def test_py_typed_is_shipped() -> None:
+    """``py.typed`` sits in the package, so type checkers read our annotations."""
+    marker = importlib.resources.files("aopay_async").joinpath("py.typed")
+    assert marker.is_file()
+
+
+PURE_MODULES = [
+    "aopay_async._decode",
+    "aopay_async._retry",
+    "aopay_async._errors",
+    "aopay_async._models",
+    "aopay_async._limiter",
+]
+
+
+@pytest.mark.parametrize("module", PURE_MODULES)
+def test_pure_core_does_not_import_aiohttp(module: str) -> None:
+    """Importing a core module in a fresh interpreter leaves aiohttp out of ``sys.modules``."""
+    code = (
+        "import sys, importlib\n"
+        f"importlib.import_module({module!r})\n"
+        "leaked = sorted(m for m in sys.modules if m == 'aiohttp' or m.startswith('aiohttp.'))\n"
+        "print(','.join(leaked))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
+
+
+def test_all_pure_modules_together_do_not_import_aiohttp() -> None:
+    """Even all the core modules imported together pull in no aiohttp."""
+    code = (
+        "import sys, importlib\n"
+        f"for m in {PURE_MODULES!r}: importlib.import_module(m)\n"
+        "print('aiohttp' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
