@@ -296,6 +296,13 @@ def _status_failure(
 def _history(envelope: _Envelope, secrets: Iterable[str | None]) -> CreditHistory:
     status = envelope.status
     error_code = envelope.error_code
+    if error_code is None and status is None:
+        # Neither success nor any error shape (e.g. ``{}``): nothing reports a failure, so
+        # this is not an APIResponseError; it is a body we cannot read.
+        raise ResponseDecodeError(
+            "the response is a JSON object of none of the documented shapes (no "
+            "`error_code`, `status`, `responsecode` or `code`): not the documented shape"
+        )
     ok = error_code == _SUCCESS_CODE or (error_code is None and status is not None)
     if ok and status is not None:
         ok = status is True or (isinstance(status, str) and status.upper() == "SUCCESS")
