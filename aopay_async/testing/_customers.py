@@ -325,7 +325,11 @@ def make_customer(
     fetch_day = fetched_at.date()
 
     if accounts is None:
-        accounts = draw.between(1, 12) if draw.chance(75) else draw.between(0, 40)
+        # A few customers are new to credit (no accounts); most have a handful.
+        if draw.chance(4):
+            accounts = 0
+        else:
+            accounts = draw.between(1, 12) if draw.chance(75) else draw.between(1, 40)
     made = [_make_account(draw, fetch_day) for _ in range(accounts)]
     # Newest first, like the API's example.
     made.sort(key=lambda pair: pair[0].date_opened, reverse=True)
