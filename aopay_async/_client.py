@@ -25,7 +25,13 @@ import msgspec
 from ._decode import decode_response
 from ._errors import AOPayError, APITimeoutError, InvalidRequestError
 from ._limiter import RateLimiter, TokenBucket
-from ._models import BulkResult, CreditHistory, CreditHistoryRequest, check_id
+from ._models import (
+    BulkResult,
+    CreditHistory,
+    CreditHistoryRequest,
+    check_id,
+    new_client_order_id,
+)
 from ._retry import is_retryable, retrying
 
 if TYPE_CHECKING:
@@ -258,11 +264,9 @@ class AOPayClient:
         """
         request = CreditHistoryRequest(
             cibil_id=cibil_id,
-            client_order_id=client_order_id,
+            client_order_id=new_client_order_id() if client_order_id is None else client_order_id,
             registration_id=registration_id,
         ).validate()
-        if client_order_id is None:
-            request = request.with_order_id()
         history, _ = await self._call(request)
         return history
 

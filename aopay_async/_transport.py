@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import aiohttp
+from yarl import URL
 
 from ._decode import too_large
 from ._errors import APIConnectionError, APITimeoutError
@@ -26,7 +27,8 @@ def create_session(max_concurrency: int) -> aiohttp.ClientSession:
     Must be called inside the running event loop (aiohttp binds the session to it).
     """
     connector = aiohttp.TCPConnector(limit=max_concurrency, limit_per_host=max_concurrency)
-    return aiohttp.ClientSession(connector=connector)
+    # The API sets no cookies we need; a dummy jar skips cookie filtering on every request.
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 
 class Transport:
@@ -44,7 +46,8 @@ class Transport:
         user_agent: str,
     ) -> None:
         self.session = session
-        self._url = url
+        # Parsed once: aiohttp would otherwise parse the URL string on every request.
+        self._url = URL(url)
         self._timeout_s = timeout
         self._default_timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_bytes = max_bytes
