@@ -1,0 +1,346 @@
+"""The transport: the exact GET it sends, and how aiohttp outcomes map to our errors.
+
+aioresponses matches method and URL only, so a ``callback=`` checks the body and headers;
+an unmatched call would look like a connection error, so these clients never retry. Byte
+limits, resets and timeouts need a real socket: they use the local server from conftest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import socket
+import types
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aioresponses import CallbackResult, aioresponses
+from conftest import SEED_SUCCESS, LocalServer, hang, ok, reset, status, stream
+
+from aopay_async import (
+    AOPayClient,
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ResponseDecodeError,
+    __version__,
+)
+from aopay_async._client import PATH
+from aopay_async._transport import Transport, create_session
+
+BASE = "https://api.aopay.test"
+URL = BASE + PATH
+
+
+class MockResponse(aiohttp.ClientResponse):
+    """aioresponses 0.7.9 builds ClientResponse without aiohttp 3.14's ``stream_writer``.
+
+    (pnuckowski/aioresponses#289, no fixed release yet.) A response whose request is already
+    sent only reads ``stream_writer.output_size``, so a stand-in with that one attribute fits.
+    """
+
+    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", types.SimpleNamespace(output_size=0))
+        super().__init__(method, url, **kwargs)
+
+
+def answer(body: bytes = SEED_SUCCESS, status: int = 200) -> CallbackResult:
+    """A mocked answer built with :class:`MockResponse`."""
+    return CallbackResult(status=status, body=body, response_class=MockResponse)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """A session made the way the client makes it, closed at teardown."""
+    made = create_session(4)
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+def transport(
+    session: aiohttp.ClientSession, url: str, *, timeout: float = 5.0, max_bytes: int = 10**6
+) -> Transport:
+    """A Transport to *url* with small, test-friendly limits."""
+    return Transport(session, url, timeout=timeout, max_bytes=max_bytes, user_agent="test/1")
+
+
+# -- the exact request, checked with aioresponses ----------------------------------------------
+
+
+async def test_client_sends_the_documented_get_with_a_json_body() -> None:
+    """One GET to the path, the body's four fields in the documented order, JSON headers."""
+    seen: list[dict[str, Any]] = []
+
+    def check(url: Any, **kwargs: Any) -> CallbackResult:
+        seen.append(kwargs)
+        return answer()
+
+    with aioresponses() as mocked:
+        mocked.get(URL, callback=check)
+        async with AOPayClient("CMP1045", "AOP-554", base_url=BASE, max_retries=0) as client:
+            history = await client.get_credit_history(cibil_id="SYN0001", client_order_id="o-1")
+    assert history.user_info.cibil_score == 770
+    assert len(seen) == 1
+    assert seen[0]["data"] == (
+        b'{"client_order_id":"o-1","cibil_id":"SYN0001",'
+        b'"RegistrationID":"AOP-554","CompanyCode":"CMP1045"}'
+    )
+    headers = seen[0]["headers"]
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Accept"] == "application/json"
+    assert headers["User-Agent"] == f"aopay-async/{__version__}"
+    assert seen[0]["allow_redirects"] is False
+
+
+async def test_registration_id_override_goes_in_the_body() -> None:
+    """A per-call ``registration_id`` replaces the client's in that call's body only."""
+    bodies: list[dict[str, str]] = []
+
+    def check(url: Any, **kwargs: Any) -> CallbackResult:
+        bodies.append(json.loads(kwargs["data"]))
+        return answer()
+
+    with aioresponses() as mocked:
+        mocked.get(URL, callback=check, repeat=True)
+        async with AOPayClient("CMP1045", "AOP-554", base_url=BASE, max_retries=0) as client:
+            await client.get_credit_history(cibil_id="SYN0001", registration_id="AOP-999")
+            await client.get_credit_history(cibil_id="SYN0001")
+    assert [b["RegistrationID"] for b in bodies] == ["AOP-999", "AOP-554"]
+    assert all(b["CompanyCode"] == "CMP1045" for b in bodies)
+
+
+async def test_generated_order_ids_differ_per_call() -> None:
+    """Without a ``client_order_id``, each call sends a fresh 32-hex one."""
+    ids: list[str] = []
+
+    def check(url: Any, **kwargs: Any) -> CallbackResult:
+        ids.append(json.loads(kwargs["data"])["client_order_id"])
+        return answer()
+
+    with aioresponses() as mocked:
+        mocked.get(URL, callback=check, repeat=True)
+        async with AOPayClient("CMP1045", "AOP-554", base_url=BASE, max_retries=0) as client:
+            for _ in range(5):
+                await client.get_credit_history(cibil_id="SYN0001")
+    assert len(set(ids)) == 5
+    assert all(len(i) == 32 for i in ids)
+
+
+async def test_base_url_path_prefix_is_kept() -> None:
+    """A white-label base URL with a path prefix gets the API path appended to it."""
+    with aioresponses() as mocked:
+        mocked.get(
+            "https://white.label.test/gw/v2" + PATH, body=SEED_SUCCESS, response_class=MockResponse
+        )
+        async with AOPayClient(
+            "CMP1045", "AOP-554", base_url="https://white.label.test/gw/v2/", max_retries=0
+        ) as client:
+            await client.get_credit_history(cibil_id="SYN0001")
+
+
+async def test_unmatched_mock_is_a_connection_error() -> None:
+    """aioresponses answers an unknown URL with a connection error: ours maps it, once."""
+    with aioresponses():
+        async with AOPayClient("CMP1045", "AOP-554", base_url=BASE, max_retries=0) as client:
+            with pytest.raises(APIConnectionError) as info:
+                await client.get_credit_history(cibil_id="SYN0001")
+    assert info.value.attempts == 1
+
+
+# -- transport outcomes on a real socket -------------------------------------------------------
+
+
+async def test_send_returns_status_headers_and_body(
+    local_server: LocalServer, session: aiohttp.ClientSession
+) -> None:
+    """A complete answer comes back as (status, headers, bytes), whatever the status."""
+    local_server.reply(status(418, b"teapot", headers={"X-Thing": "1"}, content_type="text/plain"))
+    got_status, headers, body = await transport(session, local_server.url + PATH).send(b"{}", 5)
+    assert (got_status, body) == (418, b"teapot")
+    assert headers["X-Thing"] == "1"
+    assert local_server.seen[0].method == "GET"
+    assert local_server.seen[0].raw == b"{}"
+    assert local_server.seen[0].headers["Content-Type"] == "application/json"
+
+
+async def test_redirect_is_not_followed(
+    local_server: LocalServer, session: aiohttp.ClientSession
+) -> None:
+    """A 3xx comes back as is: the body (with the company code) goes to no other host."""
+    local_server.reply(status(302, b"", headers={"Location": "http://127.0.0.2:9/steal"}))
+    got_status, _, _ = await transport(session, local_server.url + PATH).send(b"{}", 5)
+    assert got_status == 302
+    assert len(local_server.seen) == 1
+
+
+async def test_refused_connection_is_api_connection_error(session: aiohttp.ClientSession) -> None:
+    """Nothing listening: APIConnectionError, not a timeout."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(APIConnectionError) as info:
+        await transport(session, f"http://127.0.0.1:{port}{PATH}").send(b"{}", 5)
+    assert not isinstance(info.value, APITimeoutError)
+    assert isinstance(info.value.__cause__, aiohttp.ClientError)
+
+
+async def test_reset_is_api_connection_error(
+    local_server: LocalServer, session: aiohttp.ClientSession
+) -> None:
+    """A TCP reset before the answer is an APIConnectionError."""
+    local_server.reply(reset())
+    with pytest.raises(APIConnectionError):
+        await transport(session, local_server.url + PATH).send(b"{}", 5)
+
+
+async def test_cut_body_is_api_connection_error(
+    local_server: LocalServer, session: aiohttp.ClientSession
+) -> None:
+    """Fewer bytes than Content-Length promised, then close: no complete response."""
+
+    async def cut(request: web.Request, number: int) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_length = len(SEED_SUCCESS)
+        await response.prepare(request)
+        await response.write(SEED_SUCCESS[:100])
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    local_server.reply(cut)
+    with pytest.raises(APIConnectionError) as info:
+        await transport(session, local_server.url + PATH).send(b"{}", 5)
+    assert not isinstance(info.value, APITimeoutError)
+
+
+async def test_slow_answer_is_api_timeout_error(
+    local_server: LocalServer, session: aiohttp.ClientSession
+) -> None:
+    """An attempt longer than its timeout is an APITimeoutError (also an APIConnectionError)."""
+    local_server.reply(hang(30))
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with pytest.raises(APITimeoutError, match="timed out"):
+        await transport(session, local_server.url + PATH, timeout=30).send(b"{}", 0.2)
+    assert loop.time() - began < 5  # the attempt timeout, not the transport's 30 s default
+
+
+async def test_default_timeout_applies_when_the_attempt_has_more(
+    local_server: LocalServer, session: aiohttp.ClientSession
+) -> None:
+    """The transport's own timeout bounds an attempt given a longer one."""
+    local_server.reply(hang(30))
+    with pytest.raises(APITimeoutError):
+        await transport(session, local_server.url + PATH, timeout=0.2).send(b"{}", 60)
+
+
+# -- max_response_bytes ------------------------------------------------------------------------
+
+
+async def test_body_at_the_limit_is_read(
+    local_server: LocalServer, session: aiohttp.ClientSession
+) -> None:
+    """A body of exactly ``max_bytes`` passes, with and without Content-Length."""
+    payload = b"x" * 5000
+    local_server.reply(ok(payload), stream([payload[:2500], payload[2500:]]))
+    for _ in range(2):
+        _, _, body = await transport(session, local_server.url + PATH, max_bytes=5000).send(
+            b"{}", 5
+        )
+        assert body == payload
+
+
+async def test_over_large_content_length_is_refused_before_reading(
+    local_server: LocalServer, session: aiohttp.ClientSession
+) -> None:
+    """A Content-Length over the limit fails at the headers, without waiting for the body."""
+    body_started = asyncio.Event()
+
+    async def huge(request: web.Request, number: int) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_length = 50 * 1024 * 1024
+        await response.prepare(request)
+        body_started.set()
+        await response.write(b"{" + b" " * 1000)
+        await asyncio.sleep(30)  # the rest would never come
+        return response
+
+    local_server.reply(huge)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with pytest.raises(ResponseDecodeError, match="max_response_bytes"):
+        await transport(session, local_server.url + PATH, max_bytes=100_000).send(b"{}", 20)
+    assert loop.time() - began < 5
+    assert body_started.is_set()
+
+
+async def test_over_large_chunked_body_is_refused_while_streaming(
+    local_server: LocalServer, session: aiohttp.ClientSession
+) -> None:
+    """Without Content-Length, reading stops once the limit is passed, long before the end."""
+    chunk = b" " * 65536
+    count = 800  # 50 MiB in all
+    sent = [0]
+
+    async def endless(request: web.Request, number: int) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            for _ in range(count):
+                await response.write(chunk)
+                sent[0] += len(chunk)
+        except ConnectionError:
+            pass
+        return response
+
+    local_server.reply(endless)
+    with pytest.raises(ResponseDecodeError, match="max_response_bytes"):
+        await transport(session, local_server.url + PATH, max_bytes=200_000).send(b"{}", 20)
+    await asyncio.sleep(0.05)
+    assert sent[0] < count * len(chunk)
+
+
+async def test_gzip_bomb_is_refused_by_its_decompressed_size(
+    local_server: LocalServer, session: aiohttp.ClientSession
+) -> None:
+    """A small compressed body that inflates past the limit is refused as it inflates."""
+    bomb = gzip.compress(b" " * (20 * 1024 * 1024))
+    assert len(bomb) < 100_000
+    local_server.reply(
+        status(200, bomb, headers={"Content-Encoding": "gzip"}),
+        status(200, gzip.compress(SEED_SUCCESS), headers={"Content-Encoding": "gzip"}),
+    )
+    sender = transport(session, local_server.url + PATH, max_bytes=1_000_000)
+    with pytest.raises(ResponseDecodeError, match="max_response_bytes"):
+        await sender.send(b"{}", 20)
+    _, _, body = await sender.send(b"{}", 20)
+    assert body == SEED_SUCCESS
+
+
+async def test_client_maps_over_large_body_without_retrying(local_server: LocalServer) -> None:
+    """Through the client, a too-large body is a ResponseDecodeError after one attempt."""
+    local_server.reply(ok(b" " * 5000))
+    async with AOPayClient(
+        "CMP1045", "AOP-554", base_url=local_server.url, max_response_bytes=1000
+    ) as client:
+        with pytest.raises(ResponseDecodeError) as info:
+            await client.get_credit_history(cibil_id="SYN0001")
+    assert info.value.attempts == 1
+    assert len(local_server.seen) == 1
+
+
+async def test_status_error_through_the_client_keeps_the_headers(local_server: LocalServer) -> None:
+    """APIStatusError.headers are the response's, readable after the connection is gone."""
+    local_server.reply(status(404, b"{}", headers={"X-Trace": "t-1"}))
+    async with AOPayClient("CMP1045", "AOP-554", base_url=local_server.url) as client:
+        with pytest.raises(APIStatusError) as info:
+            await client.get_credit_history(cibil_id="SYN0001")
+    assert info.value.status_code == 404
+    assert info.value.headers["X-Trace"] == "t-1"
