@@ -971,8 +971,17 @@ async def run_job(
                 f"interrupted: taking no new rows; waiting up to {options.grace:g}s for the "
                 f"{job.in_flight} in flight (Ctrl-C again to stop now)"
             )
-            loop.call_later(options.grace, runner.cancel)
+            loop.call_later(options.grace, stop_now)
         else:
+            stop_now()
+
+    def stop_now() -> None:
+        if job is not None and runner is not None and not runner.done():
+            if job.in_flight:
+                progress.say(
+                    f"cancelled the {job.in_flight} rows still in flight; "
+                    "--resume will do them again"
+                )
             runner.cancel()
 
     handled: list[signal.Signals] = []

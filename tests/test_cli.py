@@ -1,0 +1,569 @@
+"""The command line: ``python -m aopay_async`` run as a subprocess against the sandbox.
+
+The sandbox runs in the test's own event loop on 127.0.0.1; the CLI runs in a child process
+(its own loop, its own signal handling), as a user would run it. Usage errors that need no
+server call :func:`aopay_async._cli.main` in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aopay_async._cli import LatencyHistogram, _resume_command, load_ledger, main
+from aopay_async.testing import SandboxServer
+
+REPO = Path(__file__).resolve().parent.parent
+CREDENTIALS = {"AOPAY_COMPANY_CODE": "CMP1045", "AOPAY_REGISTRATION_ID": "AOP-554"}
+#: How long any one CLI run may take before the test gives up on it.
+RUN_TIMEOUT = 60.0
+
+
+@dataclass
+class Ran:
+    """A finished CLI run."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+def _env(server: SandboxServer | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AOPAY_")}
+    env.update(CREDENTIALS)
+    if server is not None:
+        env["AOPAY_BASE_URL"] = server.url
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+async def _start(*args: str, env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aopay_async",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+    )
+
+
+async def run_cli(*args: str, env: dict[str, str], cwd: Path, stdin: bytes | None = None) -> Ran:
+    """Run ``python -m aopay_async ARGS`` to its end."""
+    proc = await _start(*args, env=env, cwd=cwd)
+    out, err = await asyncio.wait_for(proc.communicate(stdin), RUN_TIMEOUT)
+    assert proc.returncode is not None
+    return Ran(proc.returncode, out.decode(), err.decode())
+
+
+def write_csv(path: Path, ids: list[str], *, order_ids: bool = False) -> Path:
+    """A CSV with a header and one row per id (line numbers start at 2)."""
+    lines = ["cibil_id,client_order_id" if order_ids else "cibil_id"]
+    for i, cid in enumerate(ids):
+        lines.append(f"{cid},ord-{i}" if order_ids else cid)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def read_output(path: Path) -> list[dict[str, Any]]:
+    """Every output line, parsed; fails on a line that is not complete JSON."""
+    data = path.read_bytes()
+    assert data == b"" or data.endswith(b"\n"), "the output ends in a partial line"
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def assert_exactly_once(records: list[dict[str, Any]], lines: range | list[int]) -> None:
+    """Every expected input line appears in exactly one output record."""
+    counts = Counter(r["line"] for r in records)
+    duplicates = {line: n for line, n in counts.items() if n > 1}
+    assert not duplicates, f"lines written more than once: {sorted(duplicates)[:10]}"
+    assert sorted(counts) == list(lines)
+
+
+def _append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
+
+
+def _ids(n: int, prefix: str = "CUST") -> list[str]:
+    return [f"{prefix}{i:05d}" for i in range(n)]
+
+
+def assert_no_customer_data(text: str, ids: list[str]) -> None:
+    """None of the cibil ids (or the synthetic names) leaks into human output."""
+    leaked = [cid for cid in ids if cid and cid in text]
+    assert not leaked, f"cibil ids printed: {leaked[:3]}"
+    for word in ("first_name", "mobile_number", "cibil_score", "account_number"):
+        assert word not in text
+
+
+# -- a whole run ---------------------------------------------------------------------------
+
+
+async def test_bulk_csv_writes_one_line_per_row_and_a_summary(tmp_path: Path) -> None:
+    """A clean run: every row once in OUTPUT, exit 0, a summary, no customer data printed."""
+    ids = _ids(60)
+    src = write_csv(tmp_path / "in.csv", ids)
+    out = tmp_path / "out.jsonl"
+    async with SandboxServer() as server:
+        ran = await run_cli(
+            "bulk", str(src), "-o", str(out), "--rate", "none", env=_env(server), cwd=tmp_path
+        )
+    assert ran.code == 0, ran.stderr
+    records = read_output(out)
+    assert_exactly_once(records, range(2, 62))
+    first = next(r for r in records if r["line"] == 2)
+    assert first["cibil_id"] == ids[0]
+    assert first["ok"] is True
+    assert first["attempts"] == 1
+    assert first["client_order_id"]  # generated, and recorded
+    assert first["result"]["status"] == "SUCCESS"
+    assert "user_info" in first["result"]
+    assert "ok        60" in ran.stdout
+    assert "p50" in ran.stdout
+    assert "p99" in ran.stdout
+    assert "429s seen 0" in ran.stdout
+    assert_no_customer_data(ran.stdout + ran.stderr, ids)
+    assert (out.stat().st_mode & 0o777) == 0o600
+
+
+async def test_failures_and_bad_rows_give_exit_1_and_are_reported(tmp_path: Path) -> None:
+    """Bad rows are reported by line and written as failures; API failures are recorded too."""
+    src = tmp_path / "in.csv"
+    src.write_text(
+        "cibil_id,client_order_id,name\n"
+        "GOOD1,,x\n"
+        ",,blank id\n"
+        "DOWN1,o-1,x\n"
+        "\n"  # blank line: not a row
+        f"{'Y' * 70},,too long\n"
+        "GOOD2,o-2,x\n"
+    )
+    out = tmp_path / "out.jsonl"
+    async with SandboxServer(scripts={"DOWN1": ["503", "*"]}, retry_after=0) as server:
+        ran = await run_cli(
+            "bulk", str(src), "-o", str(out), "--rate", "none", "--max-retries", "1",
+            env=_env(server), cwd=tmp_path,
+        )  # fmt: skip
+    assert ran.code == 1, ran.stderr
+    records = {r["line"]: r for r in read_output(out)}
+    assert sorted(records) == [2, 3, 4, 6, 7]
+    assert records[2]["ok"]
+    assert records[7]["ok"]
+    assert records[7]["client_order_id"] == "o-2"
+    assert records[3]["error"]["type"] == "InvalidRequestError"
+    assert records[3]["attempts"] == 0
+    assert records[6]["error"]["type"] == "InvalidRequestError"
+    down = records[4]
+    assert down["error"] == {
+        "type": "ServerError",
+        "message": down["error"]["message"],
+        "status": 503,
+        "code": None,
+    }
+    assert down["attempts"] == 2
+    assert "line 3" in ran.stderr
+    assert "line 6" in ran.stderr
+    assert "ServerError" in ran.stdout
+    assert "InvalidRequestError" in ran.stdout
+    assert_no_customer_data(ran.stdout + ran.stderr, ["GOOD1", "GOOD2", "DOWN1", "Y" * 70])
+
+
+async def test_jsonl_from_stdin(tmp_path: Path) -> None:
+    """JSONL on stdin (``-``): objects and bare strings are rows; broken JSON is a bad row."""
+    lines = [
+        json.dumps({"cibil_id": "J1", "client_order_id": "oj-1", "extra": 1}),
+        json.dumps("J2"),
+        "{not json",
+        "",
+        json.dumps({"no_id": 1}),
+        json.dumps({"cibil_id": "J3"}),
+    ]
+    out = tmp_path / "out.jsonl"
+    async with SandboxServer() as server:
+        ran = await run_cli(
+            "bulk", "-", "-o", str(out), "--rate", "none",
+            env=_env(server), cwd=tmp_path, stdin="\n".join(lines).encode(),
+        )  # fmt: skip
+    assert ran.code == 1, ran.stderr
+    records = {r["line"]: r for r in read_output(out)}
+    assert sorted(records) == [1, 2, 3, 5, 6]
+    assert [records[n]["ok"] for n in (1, 2, 3, 5, 6)] == [True, True, False, False, True]
+    assert records[1]["client_order_id"] == "oj-1"
+    assert "line 3: not valid JSON" in ran.stderr
+
+
+async def test_plain_progress_lines_when_not_a_terminal(tmp_path: Path) -> None:
+    """Not a terminal: periodic plain progress lines with done/total, rate, ok and failed."""
+    src = write_csv(tmp_path / "in.csv", _ids(40))
+    out = tmp_path / "out.jsonl"
+    async with SandboxServer(latency=0.05) as server:
+        ran = await run_cli(
+            "bulk", str(src), "-o", str(out), "--rate", "none", "--concurrency", "4",
+            "--progress-interval", "0.1", env=_env(server), cwd=tmp_path,
+        )  # fmt: skip
+    assert ran.code == 0, ran.stderr
+    progress = [line for line in ran.stderr.splitlines() if line.startswith("bulk: ")]
+    assert progress, ran.stderr
+    assert "/40 rows" in progress[-1]
+    assert "rows/s" in progress[-1]
+    assert "ok " in progress[-1]
+    assert "eta" in progress[-1]
+
+
+async def test_quiet_prints_no_progress(tmp_path: Path) -> None:
+    """--quiet: no progress lines, still the summary."""
+    src = write_csv(tmp_path / "in.csv", _ids(10))
+    out = tmp_path / "out.jsonl"
+    async with SandboxServer(latency=0.05) as server:
+        ran = await run_cli(
+            "bulk", str(src), "-o", str(out), "--rate", "none", "--quiet",
+            "--progress-interval", "0.1", env=_env(server), cwd=tmp_path,
+        )  # fmt: skip
+    assert ran.code == 0
+    assert "bulk: " not in ran.stderr
+    assert "bulk done" in ran.stdout
+
+
+# -- resume ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_sigkill_part_way_then_resume_gives_every_row_exactly_once(tmp_path: Path) -> None:
+    """Kill -9 a bulk run twice part-way, resume each time: every row in OUTPUT exactly once."""
+    n = 600
+    ids = _ids(n)
+    src = write_csv(tmp_path / "in.csv", ids)
+    out = tmp_path / "out.jsonl"
+    args = ["bulk", str(src), "-o", str(out), "--rate", "none", "--concurrency", "8", "--quiet"]
+    async with SandboxServer(latency=(0.005, 0.04), seed=3) as server:
+        env = _env(server)
+        for kill_at in (100, 300):
+            extra = ["--resume"] if out.exists() else []
+            proc = await _start(*args, *extra, env=env, cwd=tmp_path)
+            try:
+                for _ in range(int(RUN_TIMEOUT / 0.01)):
+                    if out.exists() and out.read_bytes().count(b"\n") >= kill_at:
+                        break
+                    if proc.returncode is not None:
+                        break
+                    await asyncio.sleep(0.01)
+            finally:
+                if proc.returncode is None:
+                    proc.send_signal(signal.SIGKILL)
+                await proc.communicate()
+            assert proc.returncode == -signal.SIGKILL, "the run finished before it was killed"
+            done = out.read_bytes().count(b"\n")
+            assert kill_at <= done < n
+        # Simulate the worst moment too: a kill in the middle of writing a line.
+        _append(out, b'{"line": 99999, "cibil_id": "CUST0')
+        ran = await run_cli(*args, "--resume", env=env, cwd=tmp_path)
+    assert ran.code == 0, ran.stderr
+    assert "partial last line" in ran.stderr
+    records = read_output(out)
+    assert_exactly_once(records, range(2, n + 2))
+    assert all(r["ok"] for r in records)
+    by_line = {r["line"]: r["cibil_id"] for r in records}
+    assert all(by_line[i + 2] == cid for i, cid in enumerate(ids))
+    assert "skipped" in ran.stdout
+    assert "earlier run" in ran.stdout
+
+
+async def test_resume_skips_failures_and_retry_failed_redoes_them(tmp_path: Path) -> None:
+    """--resume keeps recorded failures; --retry-failed replaces them, still once per row."""
+    ids = _ids(12)
+    src = write_csv(tmp_path / "in.csv", ids)
+    out = tmp_path / "out.jsonl"
+    flaky = ids[3]
+    async with SandboxServer(scripts={flaky: ["503", "*"]}, retry_after=0) as server:
+        env = _env(server)
+        args = ["bulk", str(src), "-o", str(out), "--rate", "none", "--max-retries", "0"]
+        first = await run_cli(*args, env=env, cwd=tmp_path)
+        assert first.code == 1
+        again = await run_cli(*args, "--resume", env=env, cwd=tmp_path)
+        assert again.code == 1  # the failure is still in OUTPUT
+        assert server.stats.attempts_by_cibil_id[flaky] == 1
+        server.script(flaky, ["ok"])
+        retried = await run_cli(*args, "--retry-failed", env=env, cwd=tmp_path)
+    assert retried.code == 0, retried.stderr
+    records = read_output(out)
+    assert_exactly_once(records, range(2, 14))
+    assert all(r["ok"] for r in records)
+    assert "ok        1" in retried.stdout
+
+
+async def test_resume_with_given_order_ids_reuses_them(tmp_path: Path) -> None:
+    """Rows with a client_order_id keep it across runs; output records hold it."""
+    ids = _ids(5)
+    src = write_csv(tmp_path / "in.csv", ids, order_ids=True)
+    out = tmp_path / "out.jsonl"
+    # One row recorded already, as a crashed earlier run would have left it.
+    out.write_text(
+        json.dumps({"line": 2, "cibil_id": ids[0], "client_order_id": "ord-0", "ok": True}) + "\n"
+    )
+    async with SandboxServer() as server:
+        ran = await run_cli(
+            "bulk", str(src), "-o", str(out), "--resume", "--rate", "none",
+            env=_env(server), cwd=tmp_path,
+        )  # fmt: skip
+        seen = set(server.stats.attempts_by_order_id)
+    assert ran.code == 0, ran.stderr
+    assert seen == {"ord-1", "ord-2", "ord-3", "ord-4"}
+    records = read_output(out)
+    assert_exactly_once(records, range(2, 7))
+    assert {r["client_order_id"] for r in records} == {f"ord-{i}" for i in range(5)}
+
+
+async def test_resume_refuses_an_output_from_another_input(tmp_path: Path) -> None:
+    """OUTPUT recorded for different rows: exit 2 with a message, not a silent mix."""
+    src = write_csv(tmp_path / "in.csv", _ids(5))
+    out = tmp_path / "out.jsonl"
+    out.write_text(json.dumps({"line": 3, "cibil_id": "SOMEONE-ELSE", "ok": True}) + "\n")
+    async with SandboxServer() as server:
+        ran = await run_cli(
+            "bulk", str(src), "-o", str(out), "--resume", "--rate", "none",
+            env=_env(server), cwd=tmp_path,
+        )  # fmt: skip
+    assert ran.code == 2
+    assert "another INPUT" in ran.stderr
+    assert "SOMEONE-ELSE" not in ran.stderr
+
+
+@pytest.mark.parametrize(
+    "grace",
+    [
+        pytest.param("5", id="in-flight-rows-finish"),
+        pytest.param("0", id="in-flight-rows-cancelled"),
+    ],
+)
+async def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path, grace: str) -> None:
+    """SIGINT: no new rows, in-flight ones finish or are cancelled, exit 130, a resume command."""
+    n = 200
+    src = write_csv(tmp_path / "in.csv", _ids(n))
+    out = tmp_path / "out.jsonl"
+    args = ["bulk", str(src), "-o", str(out), "--rate", "none", "--concurrency", "8"]
+    async with SandboxServer(latency=0.1) as server:
+        env = _env(server)
+        proc = await _start(*args, "--grace", grace, "--quiet", env=env, cwd=tmp_path)
+        for _ in range(int(RUN_TIMEOUT / 0.01)):
+            if out.exists() and out.read_bytes().count(b"\n") >= 20:
+                break
+            await asyncio.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
+        assert proc.returncode == 130, stderr.decode()
+        err = stderr.decode()
+        assert "interrupted" in err
+        assert "To resume:" in err
+        assert "--resume" in err
+        assert "bulk interrupted" in stdout.decode()
+        partial = read_output(out)
+        assert 20 <= len(partial) < n
+        if grace == "5":
+            # Every row taken before the interrupt was finished and written.
+            assert "cancelled" not in err
+        else:
+            assert "cancelled the" in err
+        ran = await run_cli(*args, "--resume", "--quiet", env=env, cwd=tmp_path)
+    assert ran.code == 0, ran.stderr
+    assert_exactly_once(read_output(out), range(2, n + 2))
+
+
+# -- other subcommands -----------------------------------------------------------------------
+
+
+async def test_get_prints_the_history_as_json(tmp_path: Path) -> None:
+    """`get` prints one customer's history as JSON on stdout."""
+    async with SandboxServer() as server:
+        ran = await run_cli(
+            "get", "--cibil-id", "ONE-1", "--client-order-id", "o-9", env=_env(server), cwd=tmp_path
+        )
+    assert ran.code == 0, ran.stderr
+    body = json.loads(ran.stdout)
+    assert body["status"] == "SUCCESS"
+    assert body["user_info"]["cibil_score"] is not None
+
+
+async def test_get_failure_exits_1_with_the_error_class(tmp_path: Path) -> None:
+    """`get` of a failing lookup: exit 1 and the error class on stderr."""
+    async with SandboxServer(scripts={"BAD": ["401", "*"]}) as server:
+        ran = await run_cli("get", "--cibil-id", "BAD", env=_env(server), cwd=tmp_path)
+    assert ran.code == 1
+    assert "AuthenticationError" in ran.stderr
+    assert "BAD" not in ran.stderr.replace("BADAUTH", "")
+
+
+async def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    """`demo` starts its own sandbox, runs a job, prints the summary and where output went."""
+    out = tmp_path / "demo.jsonl"
+    ran = await run_cli(
+        "demo", "--n", "60", "--rate", "none", "--server-rate", "none", "-o", str(out),
+        env=_env(), cwd=tmp_path,
+    )  # fmt: skip
+    assert ran.code == 0, ran.stderr
+    assert "demo done" in ran.stdout
+    assert str(out) in ran.stdout
+    records = read_output(out)
+    assert_exactly_once(records, range(2, 62))
+
+
+async def test_sandbox_subcommand_serves_until_its_duration(tmp_path: Path) -> None:
+    """`sandbox --duration` prints its URL, serves, and exits 0."""
+    ran = await run_cli("sandbox", "--duration", "0.3", env=_env(), cwd=tmp_path)
+    assert ran.code == 0, ran.stderr
+    assert "http://127.0.0.1:" in ran.stdout
+
+
+# -- usage errors (in-process) ---------------------------------------------------------------
+
+
+@pytest.fixture
+def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox credentials in the environment, and no base URL."""
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AOPAY_BASE_URL", raising=False)
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    """An input CSV and an (absent) output path in a temporary directory."""
+    return write_csv(tmp_path / "in.csv", _ids(3)), tmp_path / "out.jsonl"
+
+
+@pytest.mark.usefixtures("credentials")
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["bulk", "{missing}", "-o", "{out}"], "cannot open INPUT"),
+        (["bulk", "{headerless}", "-o", "{out}"], "no 'cibil_id' column"),
+        (["bulk", "{src}", "-o", "{existing}"], "already exists"),
+        (["bulk", "{src}", "-o", "{out}", "--resume", "--overwrite"], "contradict"),
+        (["bulk", "{src}", "-o", "{src}", "--resume"], "same file"),
+        (["bulk", "{src}", "-o", "{out}", "--rate", "fast"], "is not a number"),
+        (["bulk", "{src}", "-o", "{out}", "--concurrency", "0"], "at least 1"),
+        (["bulk", "{src}"], "required: -o"),
+        (["bulk", "{src}", "-o", "{out}", "--base-url", "ftp://x"], "base_url"),
+        (["bulk", "{src}", "-o", "{notjson}", "--resume"], "not a bulk result line"),
+        (["get"], "--cibil-id"),
+        (["get", "--cibil-id", ""], "cibil_id"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_usage_exits_2_and_says_what(
+    argv: list[str],
+    message: str,
+    files: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each kind of bad usage: exit status 2 and a message naming the problem."""
+    src, out = files
+    headerless = src.with_name("headerless.csv")
+    headerless.write_text("id,name\n1,x\n")
+    existing = src.with_name("existing.jsonl")
+    existing.write_text('{"line": 2, "ok": true}\n')
+    notjson = src.with_name("notjson.jsonl")
+    notjson.write_text("hello\n")
+    names = {
+        "src": src,
+        "out": out,
+        "missing": src.with_name("missing.csv"),
+        "headerless": headerless,
+        "existing": existing,
+        "notjson": notjson,
+    }
+    code = main([arg.format(**names) for arg in argv])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_missing_credentials_exit_2_naming_the_variable(
+    files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without credentials in the environment: exit 2, the variable named, OUTPUT untouched."""
+    monkeypatch.delenv("AOPAY_COMPANY_CODE", raising=False)
+    monkeypatch.setenv("AOPAY_REGISTRATION_ID", "AOP-554")
+    src, out = files
+    assert main(["bulk", str(src), "-o", str(out)]) == 2
+    assert "AOPAY_COMPANY_CODE" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    """--help on a subcommand prints its flags and exits 0."""
+    assert main(["bulk", "--help"]) == 0
+    text = capsys.readouterr().out
+    for flag in ("--resume", "--retry-failed", "--rate", "--burst", "--concurrency", "--deadline"):
+        assert flag in text
+
+
+# -- the pieces ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["bulk", "in.csv", "-o", "out.jsonl"], "aopay-async bulk in.csv -o out.jsonl --resume"),
+        (["bulk", "in.csv", "-o", "o", "--resume"], "aopay-async bulk in.csv -o o --resume"),
+        (["bulk", "a b.csv", "-o", "o", "--overwrite"], "aopay-async bulk 'a b.csv' -o o --resume"),
+        (["bulk", "-", "-o", "o"], "<same input> | aopay-async bulk - -o o --resume"),
+    ],
+)  # fmt: skip
+def test_resume_command(argv: list[str], expected: str) -> None:
+    """The printed resume command repeats the run with --resume (and never --overwrite)."""
+    assert _resume_command("aopay-async", argv) == expected
+
+
+def test_ledger_cuts_a_partial_line_and_drops_failures_on_retry(tmp_path: Path) -> None:
+    """Loading OUTPUT cuts a partial last line; --retry-failed drops the failed records."""
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(
+        b'{"line": 2, "cibil_id": "A", "ok": true}\n'
+        b'{"line": 3, "cibil_id": "B", "ok": false}\n'
+        b'{"line": 4, "cib'
+    )
+    ledger, cut = load_ledger(out, retry_failed=False)
+    assert cut == len(b'{"line": 4, "cib')
+    assert (ledger.ok, ledger.failed) == (1, 1)
+    assert ledger.matches(2, "A")
+    assert not ledger.matches(2, "B")
+    ledger, cut = load_ledger(out, retry_failed=True)
+    assert cut == 0
+    assert (ledger.ok, ledger.failed) == (1, 0)
+    assert out.read_bytes() == b'{"line": 2, "cibil_id": "A", "ok": true}\n'
+
+
+@pytest.mark.parametrize(
+    ("samples", "p", "expected"),
+    [
+        ([0.010] * 100, 50, 0.010),
+        ([0.001 * i for i in range(1, 101)], 50, 0.050),
+        ([0.001 * i for i in range(1, 101)], 99, 0.099),
+        ([0.1] * 99 + [5.0], 99, 0.1),
+        ([0.1] * 98 + [5.0] * 2, 99, 5.0),
+    ],
+)
+def test_latency_percentiles_within_one_percent(
+    samples: list[float], p: float, expected: float
+) -> None:
+    """The constant-memory histogram's percentiles are within 1% of the exact ones."""
+    histogram = LatencyHistogram()
+    for s in samples:
+        histogram.add(s)
+    value = histogram.percentile(p)
+    assert value is not None
+    assert value == pytest.approx(expected, rel=0.011)
