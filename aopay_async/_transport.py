@@ -28,7 +28,14 @@ def create_session(max_concurrency: int) -> aiohttp.ClientSession:
     """
     connector = aiohttp.TCPConnector(limit=max_concurrency, limit_per_host=max_concurrency)
     # The API sets no cookies we need; a dummy jar skips cookie filtering on every request.
-    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+    session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+    # aiohttp silently sends an idempotent request (our GET) a second time after a reset or
+    # disconnect. That hidden resend takes no rate-limit token and is not counted in
+    # `.attempts`: every resend must go through our retry policy, so switch it off. (A
+    # private flag with no public switch; skipped if a future aiohttp drops it.)
+    if "_retry_connection" in getattr(aiohttp.ClientSession, "ATTRS", ()):
+        session._retry_connection = False
+    return session
 
 
 class Transport:
