@@ -199,6 +199,21 @@ async def test_reset_is_api_connection_error(
         await transport(session, local_server.url + PATH).send(b"{}", 5)
 
 
+async def test_reset_is_not_resent_behind_our_back(
+    local_server: LocalServer, session: aiohttp.ClientSession
+) -> None:
+    """One send, one request, even after a reset.
+
+    aiohttp resends an idempotent GET once after a reset or disconnect; that hidden resend
+    would skip the rate limiter and the attempt count, so the client's session turns it off.
+    """
+    local_server.reply(reset())
+    with pytest.raises(APIConnectionError):
+        await transport(session, local_server.url + PATH).send(b"{}", 5)
+    await asyncio.sleep(0.05)
+    assert len(local_server.seen) == 1
+
+
 async def test_cut_body_is_api_connection_error(
     local_server: LocalServer, session: aiohttp.ClientSession
 ) -> None:
