@@ -31,7 +31,7 @@ import psutil
 
 from ._bodies import body_for
 
-__all__ = ["PATH", "BenchServer", "NginxServer", "SubprocessServer", "free_port", "start_server"]
+__all__ = ["PATH", "BenchServer", "NginxServer", "SubprocessServer", "choose_server", "free_port"]
 
 PATH = "/api/AOP/CibilScore/GetCreditHistory"
 
@@ -281,13 +281,13 @@ class SubprocessServer(BenchServer):
             self._proc = None
 
 
-def start_server(prefer: str = "auto", *, rate: int = 50, burst: int = 1) -> BenchServer:
-    """A started server: nginx when installed (``prefer="auto"``), else the sandbox/minimal."""
+def choose_server(prefer: str = "auto", *, rate: int = 50, burst: int = 1) -> BenchServer:
+    """A server to use as a context manager: nginx when installed (``prefer="auto"``), else
+    the sandbox (or the minimal server when the sandbox cannot be imported)."""
     if prefer in ("auto", "nginx") and NginxServer.available():
         server: BenchServer = NginxServer(rate=rate, burst=burst)
     elif prefer == "nginx":
         raise FileNotFoundError("nginx is not installed (apt-get install -y nginx)")
     else:
         server = SubprocessServer("minimal" if prefer == "minimal" else "sandbox")
-    server.start()
     return server

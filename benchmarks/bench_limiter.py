@@ -69,8 +69,13 @@ def analyse(t0: float, stamps: list[float], rate: float, burst: int) -> dict[str
 Action = Callable[[], Awaitable[object]]
 
 
-async def _gated(name: str, rate: float, burst: int, n: int, action: Action) -> list[float]:
-    """Release *n* waiters at once on limiter *name*; each runs *action* when let through."""
+async def _gated(
+    name: str, rate: float, burst: int, n: int, action: Action
+) -> tuple[float, list[float]]:
+    """Release *n* waiters at once on limiter *name*; each runs *action* when let through.
+
+    Returns the release time and the times the waiters were let through.
+    """
     loop = asyncio.get_running_loop()
     stamps: list[float] = []
 
@@ -87,6 +92,7 @@ async def _gated(name: str, rate: float, burst: int, n: int, action: Action) -> 
             await bucket.acquire()
             await go()
 
+        t0 = loop.time()
         await asyncio.gather(*(waiter() for _ in range(n)))
     elif name.startswith("aiolimiter"):
         from aiolimiter import AsyncLimiter
@@ -97,6 +103,7 @@ async def _gated(name: str, rate: float, burst: int, n: int, action: Action) -> 
             async with limiter:
                 await go()
 
+        t0 = loop.time()
         await asyncio.gather(*(waiter_al() for _ in range(n)))
     elif name == "aiometer":
         import aiometer
@@ -104,10 +111,11 @@ async def _gated(name: str, rate: float, burst: int, n: int, action: Action) -> 
         async def one(_: int) -> None:
             await go()
 
+        t0 = loop.time()
         await aiometer.run_on_each(one, list(range(n)), max_per_second=rate)
     else:
         raise ValueError(f"unknown limiter {name!r}")
-    return stamps
+    return t0, stamps
 
 
 async def _nothing() -> None:
@@ -152,8 +160,7 @@ async def _through_nginx(
                     await resp.read()
                     statuses[resp.status] = statuses.get(resp.status, 0) + 1
 
-            t0 = loop.time()
-            stamps = await asyncio.wait_for(_gated(name, rate, burst, n, send), limit_s)
+            t0, stamps = await asyncio.wait_for(_gated(name, rate, burst, n, send), limit_s)
     figures = analyse(t0, stamps, rate, burst)
     figures.update(
         limiter=name, sent=n, rejected=statuses.get(429, 0) + statuses.get(503, 0),
@@ -173,12 +180,12 @@ async def run(
     """Every limiter alone, then (with *limited_url*) every limiter through nginx."""
     timeout = waiters / rate * 3 + 10  # a bound on every run, however wrong a limiter is
     alone: list[dict[str, Any]] = []
-    loop = asyncio.get_running_loop()
     for name in LIMITERS:
-        t0 = loop.time()
-        stamps = await asyncio.wait_for(_gated(name, rate, burst, waiters, _nothing), timeout)
+        gated = _gated(name, rate, burst, waiters, _nothing)
+        t0, stamps = await asyncio.wait_for(gated, timeout)
         figures = analyse(t0, stamps, rate, burst)
         figures["limiter"] = name
+        figures["stamps"] = [round(t - t0, 5) for t in sorted(stamps)]
         alone.append(figures)
         if progress is not None:
             progress(_line(figures))

@@ -1,0 +1,77 @@
+"""Smoke test of the benchmark suite: ``python -m benchmarks --tiny`` runs and reports.
+
+It never asserts speed (timing claims live in benchmarks/RESULTS.md, measured as ratios in
+one run); it checks that every benchmark produced figures and that RESULTS.md and the chart
+were written, so the suite cannot rot. It needs no nginx: without it the suite falls back
+to the sandbox (or a minimal aiohttp.web server), and one case forces that fallback.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+for _module in ("matplotlib", "httpx", "pydantic", "orjson", "aiometer", "psutil"):
+    pytest.importorskip(_module, reason="the benchmark extras (pip install -e .[bench])")
+
+ROOT = Path(__file__).resolve().parent.parent
+IMPLS = {"aopay", "aopay_bulk", "raw_json", "raw_msgspec", "httpx_pydantic"}
+
+
+def _run_suite(out: Path, *extra: str) -> dict[str, Any]:
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--tiny", "--no-install", "--out", str(out), *extra],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    results: dict[str, Any] = json.loads((out / "results.json").read_text())
+    return results
+
+
+def test_tiny_run_writes_every_figure_and_both_files(tmp_path: Path) -> None:
+    """The default server (nginx if installed, else the sandbox) gives a complete report."""
+    results = _run_suite(tmp_path)
+
+    throughput = results["throughput"]
+    assert {r["impl"] for r in throughput} == IMPLS
+    assert {r["accounts"] for r in throughput} == {3, 100}
+    for record in throughput:
+        assert record["errors"] == 0, record
+        assert record["rps"]["median"] > 0
+        assert record["cpu_per_10k"]["median"] > 0
+        assert "rps_ratio" in record
+    decoders = {(r["decoder"], r["accounts"]) for r in results["decode"]}
+    assert ("aopay", 3) in decoders
+    assert ("pydantic", 100) in decoders
+    assert all(r["us"]["median"] > 0 for r in results["decode"])
+    limiters = {r["limiter"]: r for r in results["limiter"]["alone"]}
+    assert set(limiters) == {"aopay", "aiolimiter(r,1)", "aiolimiter(1,1/r)", "aiometer"}
+    assert all(r["starts"] == results["limiter"]["waiters"] for r in limiters.values())
+    memory = results["memory"]
+    assert memory
+    assert memory[0]["done"] == memory[0]["items"]
+    assert memory[0]["peak_rss_mb"] > 0
+
+    report = (tmp_path / "RESULTS.md").read_text()
+    for heading in ("## Machine", "## Server", "## Goals", "## Throughput", "## Decoding"):
+        assert heading in report
+    assert "![benchmark chart](results.png)" in report
+    assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_fallback_server_without_nginx(tmp_path: Path) -> None:
+    """Forced off nginx, the suite measures against a server in a child process and says so."""
+    results = _run_suite(tmp_path, "--server", "minimal", "--only", "throughput")
+
+    assert results["server"]["kind"] == "minimal"
+    assert "child process" in results["server"]["describe"]
+    assert {r["impl"] for r in results["throughput"]} == IMPLS
+    assert all(r["errors"] == 0 for r in results["throughput"])
+    assert "## Decoding" not in (tmp_path / "RESULTS.md").read_text()
