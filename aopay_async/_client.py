@@ -304,14 +304,16 @@ class AOPayClient:
             _WireRequest(order_id, request.cibil_id, registration_id, self._company_code)
         )
         secrets = (self._company_code, registration_id, request.cibil_id)
+        # Attempts really sent: one that timed out waiting for a token or a connection
+        # slot sent nothing and must not count in `.attempts`.
+        sent = [0]
         try:
-            return await self._attempt(transport, body, deadline_at, secrets), 1
+            return await self._attempt(transport, body, deadline_at, secrets, sent), 1
         except AOPayError as exc:
             if self._max_retries == 0 or not is_retryable(exc):
-                raise _finish(exc, 1, order_id)  # noqa: B904 - re-raised as itself, its cause kept
+                raise _finish(exc, sent[0], order_id)  # noqa: B904 - re-raised as itself
             first: AOPayError | None = exc
         # The slow path: only a failed first attempt pays for tenacity.
-        attempts = 1
         try:
             async for attempt in retrying(
                 max_retries=self._max_retries,
@@ -325,11 +327,10 @@ class AOPayClient:
                     if first is not None:
                         replay, first = first, None
                         raise replay  # let the retry rules judge the first failure
-                    attempts += 1
-                    history = await self._attempt(transport, body, deadline_at, secrets)
+                    history = await self._attempt(transport, body, deadline_at, secrets, sent)
         except AOPayError as exc:
-            raise _finish(exc, attempts, order_id)  # noqa: B904 - as above
-        return history, attempts
+            raise _finish(exc, sent[0], order_id)  # noqa: B904 - as above
+        return history, sent[0]
 
     async def _attempt(
         self,
@@ -337,6 +338,7 @@ class AOPayClient:
         body: bytes,
         deadline_at: float | None,
         secrets: tuple[str, ...],
+        sent: list[int],
     ) -> CreditHistory:
         semaphore = self._semaphore
         assert semaphore is not None
@@ -366,6 +368,7 @@ class AOPayClient:
                     raise APITimeoutError(f"the call's deadline of {self._deadline:g}s passed")
                 if left < timeout:
                     timeout, bounded = left, True
+            sent[0] += 1
             try:
                 status, headers, data = await transport.send(body, timeout)
             except APITimeoutError:
