@@ -46,6 +46,9 @@ __all__ = [
 BODY_PREVIEW_CHARS = 200
 
 _LONG_DIGITS = re.compile(r"\d{5,}")
+# A JSON field named like a token ("token", "access_token", "accessToken"): the gateway
+# shape has a `token` field, and an error body may echo the access token.
+_TOKEN_FIELD = re.compile(r'("[A-Za-z_]*token"\s*:\s*")(?:[^"\\]|\\.)*"?', re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -53,13 +56,15 @@ def redact(text: str, secrets: Iterable[str | None] = (), limit: int = BODY_PREV
     """Return *text* safe for a log line or an error message.
 
     Known secrets (credentials, the customer's ids) are replaced by ``***``; so is any run of
-    five or more digits, which is how mobile, account and cibil numbers look; control
-    characters become one space; the result is cut to *limit* characters.
+    five or more digits, which is how mobile, account and cibil numbers look, and the value
+    of any JSON field named like a token; control characters become one space; the result
+    is cut to *limit* characters.
     """
     for secret in secrets:
         if secret and len(secret) >= 3:
             text = text.replace(secret, "***")
     text = _LONG_DIGITS.sub("***", text)
+    text = _TOKEN_FIELD.sub(r'\1***"', text)
     text = _CONTROL.sub(" ", text)
     if len(text) > limit:
         text = text[:limit] + "…"
