@@ -140,6 +140,10 @@ REDACTIONS = [
     ("line\nbreak\ttab\x00nul", [], "line break tab nul"),
     ("ab is too short to be a secret", ["ab"], "ab is too short to be a secret"),
     ("none and empty secrets", [None, ""], "none and empty secrets"),
+    ('{"token": "feedface", "x": 1}', [], '{"token": "***", "x": 1}'),
+    ('{"access_token":"a\\"b", "x": 1}', [], '{"access_token":"***", "x": 1}'),
+    ('{"accessToken" : "cut-off', [], '{"accessToken" : "***"'),
+    ('{"token": null, "status": "False"}', [], '{"token": null, "status": "False"}'),
 ]
 
 
