@@ -36,12 +36,12 @@ ROOT = HERE.parent
 MODES: dict[str, dict[str, Any]] = {
     "full": {
         "concurrency": "16,64,256", "requests": 20_000, "requests_large": 5_000, "repeats": 5,
-        "time_limit": 15.0, "decode_repeats": 5, "decode_seconds": 0.3, "waiters": 500,
+        "time_limit": 5.0, "decode_repeats": 5, "decode_seconds": 0.3, "waiters": 500,
         "rate": 50, "burst": 1, "memory_items": [10_000, 1_000_000], "loops": ["asyncio", "uvloop"],
     },
     "quick": {
-        "concurrency": "16,64,256", "requests": 2_000, "requests_large": 600, "repeats": 3,
-        "time_limit": 0.5, "decode_repeats": 3, "decode_seconds": 0.1, "waiters": 100,
+        "concurrency": "16,64,256", "requests": 1_500, "requests_large": 400, "repeats": 3,
+        "time_limit": 0.3, "decode_repeats": 3, "decode_seconds": 0.05, "waiters": 75,
         "rate": 50, "burst": 1, "memory_items": [10_000, 100_000], "loops": ["asyncio", "uvloop"],
     },
     "tiny": {
@@ -83,7 +83,12 @@ def _git_commit() -> str:
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
         check=False,
     )  # fmt: skip
-    return out.stdout.strip() or "unknown"
+    commit = out.stdout.strip() or "unknown"
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "aopay_async"], capture_output=True, text=True,
+        cwd=ROOT, check=False,
+    )  # fmt: skip
+    return commit + (" + uncommitted changes in aopay_async/" if dirty.stdout.strip() else "")
 
 
 def machine_info() -> dict[str, Any]:
