@@ -166,7 +166,7 @@ async def local_server() -> AsyncIterator[LocalServer]:
     server = LocalServer()
     app = web.Application()
     app.router.add_route("*", PATH, server.handle)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
     await runner.setup()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
