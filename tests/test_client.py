@@ -740,3 +740,45 @@ async def test_cancelling_the_whole_block_closes_the_session(local_server: Local
         assert holder[0].closed
         del holder[:]
         assert await tasks_left() == set()
+
+
+# -- a custom limiter --------------------------------------------------------------------------
+
+
+class CountingLimiter:
+    """A limiter that never waits and counts the tokens taken."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+
+    async def acquire(self) -> None:
+        """Take one token."""
+        self.taken += 1
+
+
+async def test_custom_limiter_gives_a_token_to_every_attempt(local_server: LocalServer) -> None:
+    """``limiter=``: each attempt, retries included, takes exactly one token before sending."""
+    local_server.reply(status(503), reset(), ok())
+    limiter = CountingLimiter()
+    async with client_for(local_server, limiter=limiter) as client:
+        await client.get_credit_history(cibil_id="SYN0001")
+    assert limiter.taken == len(local_server.seen) == 3
+
+
+def test_limiter_without_acquire_is_refused() -> None:
+    """A ``limiter`` that does not speak the protocol is refused at construction."""
+    with pytest.raises(InvalidRequestError, match="limiter"):
+        AOPayClient(COMPANY, REGISTRATION, limiter=object())  # type: ignore[arg-type]
+
+
+async def test_retry_attempt_timeout_is_cut_to_the_time_left(local_server: LocalServer) -> None:
+    """After a quick 503, the hanging retry gets only what is left of the deadline."""
+    local_server.reply(status(503), hang(30))
+    loop = asyncio.get_running_loop()
+    async with client_for(local_server, timeout=30, deadline=0.6, backoff_base=0.0) as client:
+        began = loop.time()
+        with pytest.raises(APITimeoutError, match="deadline") as info:
+            await client.get_credit_history(cibil_id="SYN0001")
+        elapsed = loop.time() - began
+    assert 0.5 <= elapsed < 3.0
+    assert info.value.attempts == 2
