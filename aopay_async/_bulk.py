@@ -30,7 +30,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from typing import TYPE_CHECKING, Final, Protocol
 
 from ._errors import AOPayError, InvalidRequestError
@@ -64,7 +71,7 @@ def bulk_credit_history(
     *,
     concurrency: int | None = None,
     ordered: bool = False,
-) -> AsyncIterator[BulkResult]:
+) -> AsyncGenerator[BulkResult, None]:
     """Look up every item of *items*, yielding exactly one :class:`BulkResult` per item.
 
     *items* is any iterable or async iterable of ``CreditHistoryRequest``, ``str`` (a cibil
@@ -93,7 +100,7 @@ def bulk_credit_history(
         )
     if concurrency < 1:
         raise InvalidRequestError(f"concurrency must be at least 1, not {concurrency}")
-    if isinstance(items, (str, bytes, bytearray)) or _is_mapping(items):
+    if isinstance(items, (str, bytes, bytearray, Mapping)):
         raise InvalidRequestError(
             "items must be an iterable of items (e.g. a list of cibil ids), "
             f"not a single {type(items).__name__}"
@@ -103,12 +110,6 @@ def bulk_credit_history(
             f"items must be an iterable or an async iterable, not {type(items).__name__}"
         )
     return _Pool(client, items, concurrency, ordered).run()
-
-
-def _is_mapping(value: object) -> bool:
-    from collections.abc import Mapping
-
-    return isinstance(value, Mapping)
 
 
 _END: Final = object()
@@ -141,7 +142,7 @@ class _Pool:
         self._failure: BaseException | None = None
         self._live = 0
 
-    async def run(self) -> AsyncIterator[BulkResult]:
+    async def run(self) -> AsyncGenerator[BulkResult, None]:
         """The async generator the caller iterates."""
         if isinstance(self._items, AsyncIterable):
             self._async_input = aiter(self._items)
@@ -152,13 +153,30 @@ class _Pool:
             for n in range(self._workers)
         ]
         self._live = len(tasks)
+        # One generator, no inner ones: an inner async generator left suspended by a
+        # ``break`` would be finalised later, by a task of its own.
+        waiting: dict[int, BulkResult] = {}  # ordered=True: finished ahead of their turn
+        next_index = 0
         try:
-            if self._ordered:
-                async for result in self._in_order():
+            while True:
+                entry = await self._results.get()
+                if entry is _END:
+                    break
+                assert isinstance(entry, tuple)
+                if not self._ordered:
+                    self._slots.release()
+                    yield entry[1]
+                    continue
+                waiting[entry[0]] = entry[1]
+                while next_index in waiting:
+                    result = waiting.pop(next_index)
+                    next_index += 1
+                    self._slots.release()
                     yield result
-            else:
-                async for result in self._as_completed():
-                    yield result
+            # Only after a failure can results wait behind a gap (the item that failed has
+            # no result): hand them over, still in input order, before the error is raised.
+            for index in sorted(waiting):
+                yield waiting.pop(index)
             if self._failure is not None:
                 raise self._failure
         finally:
@@ -169,34 +187,6 @@ class _Pool:
             # Wait for the workers so that no task outlives the iteration and every
             # cancelled call has released what it held (limiter slot, connection).
             await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _as_completed(self) -> AsyncIterator[BulkResult]:
-        while True:
-            entry = await self._results.get()
-            if entry is _END:
-                return
-            assert isinstance(entry, tuple)
-            self._slots.release()
-            yield entry[1]
-
-    async def _in_order(self) -> AsyncIterator[BulkResult]:
-        waiting: dict[int, BulkResult] = {}
-        next_index = 0
-        while True:
-            entry = await self._results.get()
-            if entry is _END:
-                break
-            assert isinstance(entry, tuple)
-            waiting[entry[0]] = entry[1]
-            while next_index in waiting:
-                result = waiting.pop(next_index)
-                next_index += 1
-                self._slots.release()
-                yield result
-        # Only after a failure can a result be left behind a gap (the item that failed has
-        # no result): hand over the rest, still in input order, before the error is raised.
-        for index in sorted(waiting):
-            yield waiting.pop(index)
 
     async def _worker(self) -> None:
         holding = False  # a slot, taken before the item is pulled

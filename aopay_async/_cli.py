@@ -959,6 +959,7 @@ async def run_job(
     job: Job | None = None
     runner: asyncio.Task[None] | None = None
     interrupted = False
+    broken: OSError | None = None
 
     def interrupt() -> None:
         nonlocal interrupted
@@ -1004,6 +1005,10 @@ async def run_job(
             except asyncio.CancelledError:
                 if not interrupted:
                     raise
+            except OSError as exc:
+                # INPUT became unreadable or OUTPUT unwritable half-way: what was written
+                # stands, and a resume picks up the rest.
+                broken = exc
             finally:
                 ticker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -1022,10 +1027,14 @@ async def run_job(
             "from another INPUT; use a new OUTPUT (or --overwrite) for this one"
         )
     stopped_early = interrupted and job is not None and (not job.exhausted or job.in_flight > 0)
-    print_summary(tally, options, interrupted=stopped_early)
+    print_summary(tally, options, interrupted=stopped_early or broken is not None)
+    if broken is not None:
+        progress.say(f"stopped: {type(broken).__name__}: {broken.strerror or broken}")
+    if (stopped_early or broken is not None) and resume_command:
+        print(f"To resume: {resume_command}", file=sys.stderr, flush=True)
+    if broken is not None:
+        return EXIT_FAILED, tally
     if stopped_early:
-        if resume_command:
-            print(f"To resume: {resume_command}", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED, tally
     failed = tally.failed + tally.previous_failed
     return (EXIT_FAILED if failed else EXIT_OK), tally
@@ -1294,9 +1303,9 @@ def _build_parser(prog: str, with_sandbox: bool) -> argparse.ArgumentParser:
     demo.add_argument(
         "--server-rate",
         type=_number(1e-3, allow_none=True),
-        default=180.0,
+        default=190.0,
         metavar="R",
-        help="the sandbox's own rate limit, requests a second; 'none' for no limit (default 180)",
+        help="the sandbox's own rate limit, requests a second; 'none' for no limit (default 190)",
     )
     demo.add_argument("--no-faults", dest="faults", action="store_false", help="inject no faults")
     demo.add_argument("--seed", type=int, default=0, help="seed for faults and ids (default 0)")

@@ -567,3 +567,34 @@ def test_latency_percentiles_within_one_percent(
     value = histogram.percentile(p)
     assert value is not None
     assert value == pytest.approx(expected, rel=0.011)
+
+
+async def test_undecodable_bytes_make_a_bad_row_not_a_crash(tmp_path: Path) -> None:
+    """A CSV row with bytes that are not UTF-8 is a bad row; the rest of the file runs."""
+    src = tmp_path / "in.csv"
+    src.write_bytes(b"cibil_id\nGOOD1\nBAD\xff\xfeID\nGOOD2\n")
+    out = tmp_path / "out.jsonl"
+    async with SandboxServer() as server:
+        ran = await run_cli(
+            "bulk", str(src), "-o", str(out), "--rate", "none", env=_env(server), cwd=tmp_path
+        )
+    assert ran.code == 1, ran.stderr
+    records = {r["line"]: r for r in read_output(out)}
+    assert [records[n]["ok"] for n in (2, 3, 4)] == [True, False, True]
+    assert "line 3" in ran.stderr
+
+
+def test_progress_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quiet: none; not a terminal: plain lines; a terminal: the rich bar (when installed)."""
+    from aopay_async import _cli
+
+    assert isinstance(_cli.make_progress(True, 5.0, "bulk"), _cli.NoProgress)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert type(_cli.make_progress(False, 5.0, "bulk")) is _cli.PlainProgress
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    progress = _cli.make_progress(False, 5.0, "bulk")
+    assert isinstance(progress, _cli.RichProgress)
+    tally = _cli.Tally(total=10, ok=3, failed=1)
+    progress.start(tally)
+    progress.refresh(tally)
+    progress.stop(tally)
