@@ -33,6 +33,7 @@ from ._models import (
     new_client_order_id,
 )
 from ._retry import is_retryable, retrying
+from ._timeouts import TIMEOUT_TICK
 
 if TYPE_CHECKING:
     import aiohttp
@@ -213,7 +214,6 @@ class AOPayClient:
             self._transport = Transport(
                 session,
                 self._url,
-                timeout=self._timeout,
                 max_bytes=self._max_response_bytes,
                 user_agent=_user_agent(),
             )
@@ -361,16 +361,19 @@ class AOPayClient:
                     "the rate limiter or a free connection"
                 ) from None
         try:
-            timeout, bounded = self._timeout, False
+            timeout, bounded, exact = self._timeout, False, False
             if deadline_at is not None:
                 left = deadline_at - asyncio.get_running_loop().time()
                 if left <= 0:
                     raise APITimeoutError(f"the call's deadline of {self._deadline:g}s passed")
                 if left < timeout:
                     timeout, bounded = left, True
+                # The transport's cheap timeout may fire up to one tick late; near the
+                # deadline, pay for an exact one so no attempt outlives the call.
+                exact = left < timeout + TIMEOUT_TICK
             sent[0] += 1
             try:
-                status, headers, data = await transport.send(body, timeout)
+                status, headers, data = await transport.send(body, timeout, exact=exact)
             except APITimeoutError:
                 if not bounded:
                     raise

@@ -8,6 +8,7 @@ configured host or nowhere), and never switch TLS verification off.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 import aiohttp
@@ -15,10 +16,13 @@ from yarl import URL
 
 from ._decode import too_large
 from ._errors import APIConnectionError, APITimeoutError
+from ._timeouts import CoarseTimer
 
 __all__ = ["Transport", "create_session"]
 
 _CHUNK = 64 * 1024
+# aiohttp arms no timer of its own: the attempt's timeout is ours (see _timeouts.py).
+_NO_AIOHTTP_TIMEOUT = aiohttp.ClientTimeout()
 
 
 def create_session(max_concurrency: int) -> aiohttp.ClientSession:
@@ -41,22 +45,20 @@ def create_session(max_concurrency: int) -> aiohttp.ClientSession:
 class Transport:
     """Sends attempts to one URL over a session it does not own."""
 
-    __slots__ = ("_default_timeout", "_headers", "_max_bytes", "_timeout_s", "_url", "session")
+    __slots__ = ("_headers", "_max_bytes", "_timer", "_url", "session")
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
         url: str,
         *,
-        timeout: float,
         max_bytes: int,
         user_agent: str,
     ) -> None:
         self.session = session
         # Parsed once: aiohttp would otherwise parse the URL string on every request.
         self._url = URL(url)
-        self._timeout_s = timeout
-        self._default_timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timer = CoarseTimer()
         self._max_bytes = max_bytes
         self._headers = {
             "Content-Type": "application/json",
@@ -65,36 +67,21 @@ class Transport:
         }
 
     async def send(
-        self, body: bytes, attempt_timeout: float
+        self, body: bytes, attempt_timeout: float, *, exact: bool = False
     ) -> tuple[int, Mapping[str, str], bytes]:
         """Send one GET with *body*; return ``(status, headers, body bytes)``.
 
-        *attempt_timeout* bounds the whole attempt, connect to last byte. Raises
+        *attempt_timeout* bounds the whole attempt, connect to last byte: to within one
+        ``TIMEOUT_TICK`` (never early), or to the loop's precision when *exact*. Raises
         :class:`APITimeoutError` when it runs out, :class:`APIConnectionError` when no
         complete response arrived, and ``ResponseDecodeError`` for a body over the limit.
         """
-        client_timeout = (
-            self._default_timeout
-            if attempt_timeout >= self._timeout_s
-            else aiohttp.ClientTimeout(total=max(attempt_timeout, 0.001))
-        )
         try:
-            async with self.session.request(
-                "GET",
-                self._url,
-                data=body,
-                headers=self._headers,
-                timeout=client_timeout,
-                allow_redirects=False,
-            ) as response:
-                length = response.content_length
-                if length is not None and length > self._max_bytes:
-                    raise too_large(self._max_bytes)
-                if length is not None and "Content-Encoding" not in response.headers:
-                    data = await response.read()
-                else:
-                    data = await self._read_capped(response)
-                return response.status, response.headers, data
+            if exact:
+                async with asyncio.timeout(attempt_timeout):
+                    return await self._send(body)
+            with self._timer.within(attempt_timeout):
+                return await self._send(body)
         except TimeoutError as exc:
             raise APITimeoutError(
                 f"the attempt timed out after {attempt_timeout:.3g}s (connect to last byte)"
@@ -103,6 +90,24 @@ class Transport:
             raise APIConnectionError(
                 f"no complete response from the API: {type(exc).__name__}: {str(exc)[:200]}"
             ) from exc
+
+    async def _send(self, body: bytes) -> tuple[int, Mapping[str, str], bytes]:
+        async with self.session.request(
+            "GET",
+            self._url,
+            data=body,
+            headers=self._headers,
+            timeout=_NO_AIOHTTP_TIMEOUT,
+            allow_redirects=False,
+        ) as response:
+            length = response.content_length
+            if length is not None and length > self._max_bytes:
+                raise too_large(self._max_bytes)
+            if length is not None and "Content-Encoding" not in response.headers:
+                data = await response.read()
+            else:
+                data = await self._read_capped(response)
+            return response.status, response.headers, data
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
         chunks: list[bytes] = []
