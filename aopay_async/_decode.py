@@ -205,8 +205,9 @@ def _decode_envelope(body: bytes, status: int) -> _Envelope:
 def _normalise(loose: object) -> None:
     """Turn the API's rarer spellings of "nothing" into null, in place, for the slow path.
 
-    Dates ``"0000-00-00"`` or ``""``, a fetch time of zeros or ``""``, an empty score, and
-    null names (which become ``""``). Anything else is left for the strict decode to judge.
+    Dates ``"0000-00-00"`` or ``""``, a fetch time of zeros or ``""``, an empty score (and
+    spaces around a score), and null names (which become ``""``). Anything else is left for
+    the strict decode to judge.
     """
     data = loose.get("data") if isinstance(loose, dict) else None
     result = data.get("result") if isinstance(data, dict) else None
@@ -221,8 +222,8 @@ def _normalise(loose: object) -> None:
     user = result.get("userInfo")
     if isinstance(user, dict):
         score = user.get("cibil_score")
-        if isinstance(score, str) and not score.strip():
-            user["cibil_score"] = None
+        if isinstance(score, str):
+            user["cibil_score"] = score.strip() or None
         fetched = user.get("cibil_score_fetch_date")
         if isinstance(fetched, str) and fetched.strip() in _NO_DATETIMES:
             user["cibil_score_fetch_date"] = None

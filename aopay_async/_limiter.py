@@ -27,8 +27,9 @@ class RateLimiter(Protocol):
     """What the client needs of a limiter: wait until one more attempt may start.
 
     ``acquire`` returns once the caller may send; it may be cancelled at any point (the
-    client bounds it by the call's deadline), and a cancelled acquire must not leave the
-    limiter stricter than before. A Redis-backed or adaptive limiter plugs in here.
+    client bounds it by the call's deadline), and a cancelled acquire must never let the
+    limiter exceed its rate (handing the unused slot back where it can). A Redis-backed or
+    adaptive limiter plugs in here.
     """
 
     async def acquire(self) -> None:
@@ -51,7 +52,9 @@ class TokenBucket:
     Starts full. ``acquire`` reserves a start time ``max(now, tat - tolerance)`` where ``tat``
     (theoretical arrival time) advances by ``1/rate`` per reservation; the caller sleeps until
     then. If the caller is cancelled while waiting and its slot is still the newest, the slot
-    is handed back, so cancelled callers do not slow the others.
+    is handed back, so cancelled callers do not slow the others; an older slot cannot be
+    returned without moving later callers' slots, so it goes unused (one start fewer, never
+    one too many).
     """
 
     __slots__ = ("_burst", "_interval", "_rate", "_tat", "_tolerance")

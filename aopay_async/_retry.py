@@ -39,6 +39,9 @@ __all__ = [
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: Statuses whose ``Retry-After`` header replaces the backoff.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
+#: With no deadline, the longest ``Retry-After`` a call sleeps through; a longer one (an
+#: outage announced in hours) fails the call at once instead of hanging it silently.
+MAX_RETRY_AFTER_WITHOUT_DEADLINE = 60.0
 
 Uniform = Callable[[float, float], float]
 
@@ -105,13 +108,16 @@ def next_wait(
 
     *retry_number* counts from 0 for the first retry; *time_left* is the seconds left to
     the call's deadline (None: no deadline). Gives up when *exc* is not retryable, when no
-    retries are left, or when the wait would reach the deadline.
+    retries are left, when the wait would reach the deadline, or (with no deadline) when the
+    server asks for more than ``MAX_RETRY_AFTER_WITHOUT_DEADLINE`` seconds.
     """
     if retries_left <= 0 or not is_retryable(exc):
         return None
     wait: float | None = None
     if isinstance(exc, APIStatusError) and exc.status_code in RETRY_AFTER_STATUSES:
         wait = exc.retry_after
+        if wait is not None and time_left is None and wait > MAX_RETRY_AFTER_WITHOUT_DEADLINE:
+            return None
     if wait is None:
         wait = backoff_delay(retry_number, base=base, cap=cap, uniform=uniform)
     if time_left is not None and wait >= time_left:

@@ -113,6 +113,8 @@ CONVERSIONS: list[tuple[str, Mutation, str, object]] = [
     ("score-string", lambda d: user(d).update(cibil_score="770"), "user_info.cibil_score", 770),
     ("score-int", lambda d: user(d).update(cibil_score=705), "user_info.cibil_score", 705),
     ("score-empty", lambda d: user(d).update(cibil_score=""), "user_info.cibil_score", None),
+    ("score-spaced", lambda d: user(d).update(cibil_score=" 770 "), "user_info.cibil_score", 770),
+    ("score-blank", lambda d: user(d).update(cibil_score="  "), "user_info.cibil_score", None),
     ("score-null", lambda d: user(d).update(cibil_score=None), "user_info.cibil_score", None),
     ("score-missing", lambda d: user(d).pop("cibil_score"), "user_info.cibil_score", None),
     ("fetch-naive-is-india", lambda d: user(d).update(cibil_score_fetch_date="2023-01-02 03:04:05"),

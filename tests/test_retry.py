@@ -188,6 +188,10 @@ SERVER_503 = status_error(503, {}, "")
         (status_error(503, {}, "", retry_after=0.0), 3, 3, 1.0, 0.0),
         (status_error(503, {}, "", retry_after=30.0), 0, 3, 10.0, None),
         (status_error(429, {}, "", retry_after=None), 1, 3, None, 1.0),
+        # No deadline: a Retry-After of up to 60 s is slept through, a longer one fails now.
+        (status_error(429, {}, "", retry_after=60.0), 0, 3, None, 60.0),
+        (status_error(503, {}, "", retry_after=3600.0), 0, 3, None, None),
+        (status_error(429, {}, "", retry_after=3600.0), 0, 3, 7200.0, 3600.0),
     ],
 )
 def test_next_wait_table(
