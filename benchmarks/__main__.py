@@ -179,6 +179,19 @@ def run_suite(mode: str, server: BenchServer, only: set[str]) -> dict[str, Any]:
             _log(f"bulk memory over {items:,} ids ...")
             memory.append(measure_memory(server.url3, items, concurrency=64, time_limit=900))
         results["memory"] = memory
+    if "bench_bulk" in only and (HERE / "bench_bulk.py").exists():
+        # The bulk issue's own benchmark (bulk vs single-call rate, and its memory runs),
+        # run as it documents itself; its report goes into RESULTS.md verbatim.
+        _log("benchmarks/bench_bulk.py (the bulk issue's benchmark) ...")
+        cmd = [sys.executable, "-m", "benchmarks.bench_bulk", "--sizes", "10000,1000000"]
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800, check=False
+        )
+        results["bench_bulk"] = {
+            "command": "python -m benchmarks.bench_bulk --sizes 10000,1000000",
+            "returncode": done.returncode,
+            "output": done.stdout[-6000:] + (done.stderr[-2000:] if done.returncode else ""),
+        }
     results["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
     return results
 
@@ -195,12 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-install", action="store_true", help="never apt-get nginx")
     parser.add_argument("--out", type=Path, default=HERE, help="where the results go")
     parser.add_argument(
-        "--only", default="throughput,decode,limiter,memory",
-        help="comma-separated subset of: throughput, decode, limiter, memory",
+        "--only", default=None,
+        help="comma-separated subset of: throughput, decode, limiter, memory, bench_bulk "
+        "(default: all; bench_bulk, the bulk issue's own 1M-id benchmark, in full runs only)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "tiny" if args.tiny else "full"
-    only = {part.strip() for part in args.only.split(",") if part.strip()}
+    default = "throughput,decode,limiter,memory" + (",bench_bulk" if mode == "full" else "")
+    only = {part.strip() for part in (args.only or default).split(",") if part.strip()}
     if args.server in ("auto", "nginx") and not args.no_install and mode != "tiny":
         _maybe_install_nginx()
     cfg = MODES[mode]

@@ -296,6 +296,19 @@ def write_markdown(results: dict[str, Any], path: Path, *, chart: Path | None = 
                 f"{r['start_rss_mb']:.1f} | {r['peak_rss_mb']:.1f} | {shown} |"
             )
         lines.append("")
+    bulk = results.get("bench_bulk")
+    if bulk:
+        lines += [
+            "## The bulk issue's benchmark",
+            "",
+            f"`{bulk['command']}` (benchmarks/bench_bulk.py, run by this suite after the "
+            f"figures above; exit status {bulk['returncode']}), its report verbatim:",
+            "",
+            "```",
+            bulk["output"].rstrip(),
+            "```",
+            "",
+        ]
     lines += [
         "## Notes on method",
         "",

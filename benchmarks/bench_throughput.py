@@ -52,19 +52,20 @@ async def _drive(call: Call, n: int, concurrency: int, time_limit: float) -> tup
     """Run *call* n times on *concurrency* workers; stop early after *time_limit* s."""
     counter = 0
     errors = 0
+    limit = n
     deadline = time.perf_counter() + time_limit
 
     async def worker() -> None:
-        nonlocal counter, errors
-        while counter < n:
+        nonlocal counter, errors, limit
+        while counter < limit:
             i = counter
             counter += 1
             try:
                 await call(i)
             except Exception:
                 errors += 1
-            if not i % 256 and time.perf_counter() > deadline:
-                return
+            if not i % 64 and time.perf_counter() > deadline:
+                limit = counter  # out of time: every worker stops after its current call
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return counter, errors
