@@ -645,11 +645,10 @@ def _trace_config(tally: Tally) -> aiohttp.TraceConfig:
 
 
 def _counting_session(tally: Tally, concurrency: int) -> aiohttp.ClientSession:
-    """A session like the client's own, plus tracing so the summary can count 429s."""
-    import aiohttp
+    """The client's own kind of session, plus tracing so the summary can count 429s."""
+    from ._transport import create_session
 
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
-    return aiohttp.ClientSession(connector=connector, trace_configs=[_trace_config(tally)])
+    return create_session(concurrency, trace_configs=[_trace_config(tally)])
 
 
 # -- progress -------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import ipaddress
 import math
 import os
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -276,13 +276,15 @@ class AOPayClient:
         *,
         concurrency: int | None = None,
         ordered: bool = False,
-    ) -> AsyncIterator[BulkResult]:
+    ) -> AsyncGenerator[BulkResult, None]:
         """Look up many customers; yield exactly one :class:`BulkResult` per item.
 
         *items* (any iterable or async iterable of :class:`CreditHistoryRequest`, ``str``
         cibil ids, or mappings with ``cibil_id``) is consumed lazily by a pool of
         *concurrency* workers (default: ``max_concurrency``). ``ordered=True`` yields in
-        input order. Breaking out of the loop cancels what is in flight.
+        input order. Breaking out of the loop cancels what is in flight; wrap the loop in
+        ``contextlib.aclosing(...)`` to have that happen at once rather than at garbage
+        collection.
         """
         from ._bulk import bulk_credit_history
 

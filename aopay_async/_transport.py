@@ -25,14 +25,21 @@ _CHUNK = 64 * 1024
 _NO_AIOHTTP_TIMEOUT = aiohttp.ClientTimeout()
 
 
-def create_session(max_concurrency: int) -> aiohttp.ClientSession:
+def create_session(
+    max_concurrency: int, *, trace_configs: list[aiohttp.TraceConfig] | None = None
+) -> aiohttp.ClientSession:
     """A session whose connection pool holds *max_concurrency* connections.
 
     Must be called inside the running event loop (aiohttp binds the session to it).
+    *trace_configs* lets a caller (the command line's summary) watch every attempt.
     """
     connector = aiohttp.TCPConnector(limit=max_concurrency, limit_per_host=max_concurrency)
     # The API sets no cookies we need; a dummy jar skips cookie filtering on every request.
-    session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+    session = aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trace_configs=trace_configs,
+    )
     # aiohttp silently sends an idempotent request (our GET) a second time after a reset or
     # disconnect. That hidden resend takes no rate-limit token and is not counted in
     # `.attempts`: every resend must go through our retry policy, so switch it off. (A

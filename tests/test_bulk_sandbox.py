@@ -117,13 +117,8 @@ async def test_mixed_list_gives_exactly_one_outcome_per_item(ordered: bool) -> N
             # The server saw exactly the attempts the result reports, all with one order id.
             order_id = r.request.client_order_id
             assert order_id is not None
-            seen = stats.attempts_by_order_id[order_id]
-            if isinstance(r.error, APIConnectionError):
-                # aiohttp silently re-sends an idempotent GET once when a reused keep-alive
-                # connection is reset, so the server may see more attempts than we sent.
-                assert r.attempts <= seen <= 2 * r.attempts
-            else:
-                assert seen == r.attempts
+            # Resets included: the client's session never lets aiohttp resend behind its back.
+            assert stats.attempts_by_order_id[order_id] == r.attempts
     assert _no_other_tasks()
 
 
@@ -203,7 +198,7 @@ async def test_breaking_out_with_aclosing_stops_at_once() -> None:
     """aclosing + break: in-flight calls are cancelled and no task is left."""
     async with SandboxServer(latency=0.05) as server, _client(server) as client:
         results = client.bulk_credit_history(f"CUST-{i}" for i in range(1000))
-        async with contextlib.aclosing(results):  # type: ignore[type-var]
+        async with contextlib.aclosing(results):
             async for r in results:
                 assert r.ok
                 break
@@ -223,8 +218,10 @@ async def test_the_client_limits_and_deadline_apply_per_item() -> None:
     by_id = {r.request.cibil_id: r for r in results}
     assert isinstance(by_id["HANG"].error, APIConnectionError)  # the deadline's timeout
     assert all(by_id[f"CUST-{i}"].ok for i in range(20))
-    # 50/s with burst 1: at most 1 + 50 * 0.2 attempts in any 0.2 s window.
-    assert arrivals <= 11
+    # 50/s with burst 1: at most 1 + 50 * 0.2 = 11 attempts start in any 0.2 s window. These
+    # are arrival times at the server, after the network and the server's own scheduling: one
+    # attempt delayed in transit can land next to the following one, so allow one more.
+    assert arrivals <= 12
 
 
 async def test_async_generator_input_against_the_sandbox() -> None:
