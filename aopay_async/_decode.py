@@ -55,7 +55,7 @@ _NO_DATETIMES = frozenset({"", "0000-00-00", "0000-00-00 00:00:00"})
 _SUCCESS_CODE = "SPC-200"
 
 
-class _Result(msgspec.Struct):
+class _Result(msgspec.Struct, gc=False):
     userInfo: UserInfo | None = None
     activityInfo: list[Account] | None = None
     creditAge: CreditAge | None = None
@@ -67,12 +67,12 @@ class _Result(msgspec.Struct):
     onTimePaymentPercentile: int | None = None
 
 
-class _Data(msgspec.Struct):
+class _Data(msgspec.Struct, gc=False):
     result: _Result | None = None
     access_token: str | None = None
 
 
-class _Envelope(msgspec.Struct):
+class _Envelope(msgspec.Struct, gc=False):
     """Every top-level field of all three shapes, each optional: one decode classifies."""
 
     error_code: str | None = None
@@ -178,17 +178,21 @@ def _credit_age_months(text: str) -> int | None:
 
 
 def _in_india(when: _dt.datetime) -> _dt.datetime:
-    return when.replace(tzinfo=IST) if when.tzinfo is None else when.astimezone(IST)
+    if when.tzinfo is not None:
+        return when.astimezone(IST)
+    # The constructor, not .replace(tzinfo=...): measured 0.21 against 0.54 µs.
+    return _dt.datetime(
+        when.year, when.month, when.day, when.hour, when.minute, when.second, when.microsecond, IST
+    )
 
 
-def _decode_envelope(body: bytes, status: int) -> _Envelope:
-    try:
-        return _ENVELOPE.decode(body.replace(_NO_DATE, b"null"))
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        pass
-    # Slow path, failures only: decode the untouched body loosely, turn the rarer spellings
-    # of "nothing" into null where they mean that (see _normalise), and decode that
-    # strictly, so that the error (if any) names the real problem and its path.
+def _decode_envelope_slowly(body: bytes, status: int) -> _Envelope:
+    """After the fast decode failed: the untouched body, its quirks normalised, or an error.
+
+    Decodes the body loosely, turns the rarer spellings of "nothing" into null where they
+    mean that (see _normalise), and decodes that strictly, so that the error (if any) names
+    the real problem and its path.
+    """
     try:
         loose = _LOOSE.decode(body)
     except msgspec.DecodeError:
@@ -246,14 +250,17 @@ def decode_response(
     if not 200 <= status < 300:
         raise _status_failure(status, headers, body, secrets)
     try:
-        envelope = _decode_envelope(body, status)
-    except ResponseDecodeError as decode_error:
-        # A body of the wrong shape may still be an error shape with odd types in it.
-        loose = _loose(body)
-        found = _api_error(loose, status, headers, body, secrets) if loose else None
-        if found is not None:
-            raise found from None
-        raise decode_error
+        envelope = _ENVELOPE.decode(body.replace(_NO_DATE, b"null"))
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        try:
+            envelope = _decode_envelope_slowly(body, status)
+        except ResponseDecodeError as decode_error:
+            # A body of the wrong shape may still be an error shape with odd types in it.
+            loose = _loose(body)
+            found = _api_error(loose, status, headers, body, secrets) if loose else None
+            if found is not None:
+                raise found from None
+            raise decode_error from None
     if envelope.responsecode is not None or envelope.code is not None or envelope.description:
         shaped = {
             k: v
@@ -297,19 +304,8 @@ def _status_failure(
 def _history(envelope: _Envelope, secrets: Iterable[str | None]) -> CreditHistory:
     status = envelope.status
     error_code = envelope.error_code
-    if error_code is None and status is None:
-        # Neither success nor any error shape (e.g. ``{}``): nothing reports a failure, so
-        # this is not an APIResponseError; it is a body we cannot read.
-        raise ResponseDecodeError(
-            "the response is a JSON object of none of the documented shapes (no "
-            "`error_code`, `status`, `responsecode` or `code`): not the documented shape"
-        )
-    ok = error_code == _SUCCESS_CODE or (error_code is None and status is not None)
-    if ok and status is not None:
-        ok = status is True or (isinstance(status, str) and status.upper() == "SUCCESS")
-    if not ok:
-        text = envelope.message
-        raise _response_error(error_code, redact(text, secrets) if text else None)
+    if error_code != _SUCCESS_CODE or status != "SUCCESS":  # else the documented success
+        _check_success(error_code, status, envelope.message, secrets)
     data = envelope.data
     result = data.result if data is not None else None
     if result is None or data is None:
@@ -346,3 +342,28 @@ def _history(envelope: _Envelope, secrets: Iterable[str | None]) -> CreditHistor
         on_time_payment_percentile=result.onTimePaymentPercentile,
         access_token=data.access_token,
     )
+
+
+def _check_success(
+    error_code: str | None,
+    status: str | bool | None,
+    message: str | None,
+    secrets: Iterable[str | None],
+) -> None:
+    """Raise unless an envelope other than the exact documented success still means success.
+
+    Success: ``error_code`` "SPC-200" or absent, with ``status`` "SUCCESS" in any case (or
+    true) or absent; not both absent.
+    """
+    if error_code is None and status is None:
+        # Neither success nor any error shape (e.g. ``{}``): nothing reports a failure, so
+        # this is not an APIResponseError; it is a body we cannot read.
+        raise ResponseDecodeError(
+            "the response is a JSON object of none of the documented shapes (no "
+            "`error_code`, `status`, `responsecode` or `code`): not the documented shape"
+        )
+    ok = error_code == _SUCCESS_CODE or (error_code is None and status is not None)
+    if ok and status is not None:
+        ok = status is True or (isinstance(status, str) and status.upper() == "SUCCESS")
+    if not ok:
+        raise _response_error(error_code, redact(message, secrets) if message else None)

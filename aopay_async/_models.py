@@ -41,7 +41,7 @@ MAX_ID_LENGTH = 64
 _MASK = "'***'"
 
 
-class _Model(msgspec.Struct, frozen=True, kw_only=True):
+class _Model(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Base of every public Struct: a repr that masks the fields named in ``__sensitive__``."""
 
     __sensitive__: ClassVar[frozenset[str]] = frozenset()
