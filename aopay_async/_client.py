@@ -298,7 +298,7 @@ class AOPayClient:
         """
         order_id = request.client_order_id
         assert order_id is not None
-        transport = self._open()
+        transport = self._transport or self._open()
         loop = asyncio.get_running_loop()
         deadline_at = None if self._deadline is None else loop.time() + self._deadline
         registration_id = request.registration_id or self._registration_id
@@ -310,7 +310,7 @@ class AOPayClient:
         # slot sent nothing and must not count in `.attempts`.
         sent = [0]
         try:
-            return await self._attempt(transport, body, deadline_at, secrets, sent), 1
+            return await self._attempt(transport, body, loop, deadline_at, secrets, sent), 1
         except AOPayError as exc:
             if self._max_retries == 0 or not is_retryable(exc):
                 raise _finish(exc, sent[0], order_id)  # noqa: B904 - re-raised as itself
@@ -329,7 +329,7 @@ class AOPayClient:
                     if first is not None:
                         replay, first = first, None
                         raise replay  # let the retry rules judge the first failure
-                    history = await self._attempt(transport, body, deadline_at, secrets, sent)
+                    history = await self._attempt(transport, body, loop, deadline_at, secrets, sent)
         except AOPayError as exc:
             raise _finish(exc, sent[0], order_id)  # noqa: B904 - as above
         return history, sent[0]
@@ -338,6 +338,7 @@ class AOPayClient:
         self,
         transport: Transport,
         body: bytes,
+        loop: asyncio.AbstractEventLoop,
         deadline_at: float | None,
         secrets: tuple[str, ...],
         sent: list[int],
@@ -365,7 +366,7 @@ class AOPayClient:
         try:
             timeout, bounded, exact = self._timeout, False, False
             if deadline_at is not None:
-                left = deadline_at - asyncio.get_running_loop().time()
+                left = deadline_at - loop.time()
                 if left <= 0:
                     raise APITimeoutError(f"the call's deadline of {self._deadline:g}s passed")
                 if left < timeout:
