@@ -1302,9 +1302,11 @@ def _build_parser(prog: str, with_sandbox: bool) -> argparse.ArgumentParser:
     demo.add_argument(
         "--server-rate",
         type=_number(1e-3, allow_none=True),
-        default=190.0,
+        # The same rate as the client's: the exact limiter then meets a server that enforces
+        # it and sees no 429 (try --rate 250 to watch the client cope with being over it).
+        default=200.0,
         metavar="R",
-        help="the sandbox's own rate limit, requests a second; 'none' for no limit (default 190)",
+        help="the sandbox's own rate limit, requests a second; 'none' for no limit (default 200)",
     )
     demo.add_argument("--no-faults", dest="faults", action="store_false", help="inject no faults")
     demo.add_argument("--seed", type=int, default=0, help="seed for faults and ids (default 0)")
