@@ -212,7 +212,17 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated subset of: throughput, decode, limiter, memory, bench_bulk "
         "(default: all; bench_bulk, the bulk issue's own 1M-id benchmark, in full runs only)",
     )  # fmt: skip
+    parser.add_argument(
+        "--report-only", action="store_true",
+        help="measure nothing: rewrite RESULTS.md and the chart from OUT/results.json",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.report_only:
+        results = json.loads((args.out / "results.json").read_text())
+        chart = write_chart(results, args.out / "results.png")
+        write_markdown(results, args.out / "RESULTS.md", chart=chart)
+        _log(f"rewrote {args.out / 'RESULTS.md'} and {chart} from results.json")
+        return 0
     mode = "quick" if args.quick else "tiny" if args.tiny else "full"
     default = "throughput,decode,limiter,memory" + (",bench_bulk" if mode == "full" else "")
     only = {part.strip() for part in (args.only or default).split(",") if part.strip()}

@@ -334,6 +334,7 @@ def write_chart(results: dict[str, Any], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
     tp = results.get("throughput") or []
@@ -364,10 +365,28 @@ def write_chart(results: dict[str, Any], path: Path) -> Path:
                 hi.append(s["max"] - s["median"])
             xs = [i + (k - (len(combos) - 1) / 2) * width for i in range(len(impls))]
             ax.bar(xs, meds, width, yerr=[lo, hi], capsize=2, label=f"{acc} accounts, {loop}")
+            if key == "rps":
+                # The ratio against the raw aiohttp + json.loads loop of the same run.
+                for x, impl in zip(xs, impls, strict=True):
+                    r = _find(tp, impl=impl, loop=loop, accounts=acc, concurrency=conc)
+                    if r and "rps_ratio" in r:
+                        ax.annotate(
+                            f"{r['rps_ratio']['median']:.2f}×", (x, r["rps"]["max"]),
+                            ha="center", va="bottom", fontsize=6, rotation=90,
+                            xytext=(0, 2), textcoords="offset points",
+                        )  # fmt: skip
         ax.set_xticks(range(len(impls)), [SHORT[i] for i in impls], fontsize=9)
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8)
+        if key == "rps":
+            ax.set_ylim(top=ax.get_ylim()[1] * 1.12)  # room for the ratio labels
+            ax.legend(fontsize=8, loc="center right")
+        if key == "cpu_per_10k":
+            # httpx + pydantic is 10-100x the others: a log scale keeps both readable.
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.legend(fontsize=8, loc="upper left")
     dec = results.get("decode") or []
     ax = axes[1][0]
     decoders = [d for d in DECODER_NAMES if any(r["decoder"] == d for r in dec)]

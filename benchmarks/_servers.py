@@ -210,7 +210,7 @@ class NginxServer(BenchServer):
     def describe(self) -> str:
         rate, burst = self.limit or (0, 0)
         return (
-            f"nginx {self.version()}, 1 worker, access log off, keep-alive; 3-account body "
+            f"{self.version()}, 1 worker, access log off, keep-alive; 3-account body "
             f"from a `return` directive, 100-account body as a static file; a `limit_req` "
             f"location (3-account static file) at rate={rate}r/s burst={burst} nodelay"
         )

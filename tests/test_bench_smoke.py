@@ -65,6 +65,16 @@ def test_tiny_run_writes_every_figure_and_both_files(tmp_path: Path) -> None:
     assert "![benchmark chart](results.png)" in report
     assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
 
+    (tmp_path / "RESULTS.md").unlink()
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--report-only", "--out", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
+    assert "## Goals" in (tmp_path / "RESULTS.md").read_text()
+
 
 def test_fallback_server_without_nginx(tmp_path: Path) -> None:
     """Forced off nginx, the suite measures against a server in a child process and says so."""
