@@ -33,6 +33,7 @@ from ._models import (
     new_client_order_id,
 )
 from ._retry import is_retryable, retrying
+from ._slots import Slots
 from ._timeouts import TIMEOUT_TICK
 
 if TYPE_CHECKING:
@@ -179,7 +180,7 @@ class AOPayClient:
         self._backoff_max = float(backoff_max)
         self._user_session = session
         self._transport: Transport | None = None
-        self._semaphore: asyncio.Semaphore | None = None
+        self._slots: Slots | None = None
         self._closed = False
         self._random = random.Random()
 
@@ -210,7 +211,7 @@ class AOPayClient:
 
             # Both are bound to the running loop, so they are made here, never in __init__.
             session = self._user_session or create_session(self._max_concurrency)
-            self._semaphore = asyncio.Semaphore(self._max_concurrency)
+            self._slots = Slots(self._max_concurrency)
             self._transport = Transport(
                 session,
                 self._url,
@@ -262,11 +263,17 @@ class AOPayClient:
         :class:`InvalidRequestError` before any I/O for a bad argument, else one error of
         the :class:`AOPayError` tree, with ``.attempts`` and ``.client_order_id`` set.
         """
+        # CreditHistoryRequest.validate() inlined: a generated order id needs no check.
+        check_id("cibil_id", cibil_id)
+        if client_order_id is None:
+            client_order_id = new_client_order_id()
+        else:
+            check_id("client_order_id", client_order_id)
+        if registration_id is not None:
+            check_id("registration_id", registration_id)
         request = CreditHistoryRequest(
-            cibil_id=cibil_id,
-            client_order_id=new_client_order_id() if client_order_id is None else client_order_id,
-            registration_id=registration_id,
-        ).validate()
+            cibil_id=cibil_id, client_order_id=client_order_id, registration_id=registration_id
+        )
         history, _ = await self._call(request)
         return history
 
@@ -343,20 +350,20 @@ class AOPayClient:
         secrets: tuple[str, ...],
         sent: list[int],
     ) -> CreditHistory:
-        semaphore = self._semaphore
-        assert semaphore is not None
+        slots = self._slots
+        assert slots is not None
         limiter = self._limiter
-        if limiter is None and not semaphore.locked():
-            await semaphore.acquire()  # free slot, no limiter: no wait, no deadline to watch
-        else:
+        if limiter is not None or not slots.try_acquire():
+            # A wait, for a slot or a token: bound it by the deadline. (A free slot and no
+            # limiter, the fast path, needs no timer at all.)
             try:
                 async with asyncio.timeout_at(deadline_at):
-                    await semaphore.acquire()
+                    await slots.acquire()
                     try:
                         if limiter is not None:
                             await limiter.acquire()
                     except BaseException:
-                        semaphore.release()
+                        slots.release()
                         raise
             except TimeoutError:
                 raise APITimeoutError(
@@ -384,7 +391,7 @@ class AOPayClient:
                     f"the call's deadline of {self._deadline:g}s passed during an attempt"
                 ) from None
         finally:
-            semaphore.release()
+            slots.release()
         return decode_response(status, headers, data, secrets=secrets)
 
 
