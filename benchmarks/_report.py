@@ -64,7 +64,7 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             cpu, raw_cpu = mine["cpu_per_10k"]["median"], raw["cpu_per_10k"]["median"]
             verdict = "met" if ratio >= 1.10 else f"**missed** by {(1.10 - ratio) / 1.10:.0%}"
             cpu_verdict = (
-                "met" if cpu <= raw_cpu else f"**missed**: {cpu / raw_cpu - 1:.0%} more CPU"
+                "met" if cpu <= raw_cpu else f"**missed**: {cpu / raw_cpu - 1:.1%} more CPU"
             )
             rows.append(
                 (
