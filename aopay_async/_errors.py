@@ -49,7 +49,9 @@ _LONG_DIGITS = re.compile(r"\d{5,}")
 # A JSON field named like a token ("token", "access_token", "accessToken"): the gateway
 # shape has a `token` field, and an error body may echo the access token.
 _TOKEN_FIELD = re.compile(r'("[A-Za-z_]*token"\s*:\s*")(?:[^"\\]|\\.)*"?', re.IGNORECASE)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# C0 and C1 controls and the Unicode line/paragraph separators: anything that could forge a
+# new line (or a terminal escape) in a log that quotes an error message.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 def redact(text: str, secrets: Iterable[str | None] = (), limit: int = BODY_PREVIEW_CHARS) -> str:

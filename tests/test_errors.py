@@ -138,6 +138,7 @@ REDACTIONS = [
     ("acct XXXX99012345", [], "acct XXXX***"),
     ("four 1234 digits stay", [], "four 1234 digits stay"),
     ("line\nbreak\ttab\x00nul", [], "line break tab nul"),
+    ("c1\x85next\u2028line\u2029para\x1b[31m", [], "c1 next line para [31m"),
     ("ab is too short to be a secret", ["ab"], "ab is too short to be a secret"),
     ("none and empty secrets", [None, ""], "none and empty secrets"),
     ('{"token": "feedface", "x": 1}', [], '{"token": "***", "x": 1}'),
