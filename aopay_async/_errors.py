@@ -197,8 +197,15 @@ def status_error(
     """
     message = _STATUS_MESSAGES.get(status)
     if message is None:
-        kind = "server error" if status >= 500 else "unexpected answer"
-        message = f"the API answered with a {kind} (HTTP {status})"
+        if status >= 500:
+            message = f"the API answered with a server error (HTTP {status})"
+        elif 300 <= status < 400:
+            message = (
+                f"the API answered with a redirect (HTTP {status}), which is never followed "
+                "(the request carries the company code): check base_url"
+            )
+        else:
+            message = f"the API answered with an unexpected status (HTTP {status})"
     if retry_after is not None:
         message += f"; the server asked to wait {retry_after:g}s"
     cls: type[APIStatusError]

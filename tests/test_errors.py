@@ -111,7 +111,7 @@ def test_invalid_request_error_is_caught_as_value_error() -> None:
         (429, RateLimitError, "rate limit"),
         (500, ServerError, "server error"),
         (503, ServerError, "server error"),
-        (302, APIStatusError, "unexpected"),
+        (302, APIStatusError, "redirect"),
     ],
 )
 def test_status_error_table(status: int, cls: type[APIStatusError], words: str) -> None:
