@@ -104,7 +104,7 @@ class APITimeoutError(APIConnectionError):
 
 
 class APIStatusError(AOPayError):
-    """The server answered with an HTTP status of 400 or more.
+    """The server answered with an HTTP status of 400 or more (or a 3xx: never followed).
 
     ``.body`` is a short, redacted preview of what the server sent, for diagnostics only.
     ``.retry_after`` is the wait in seconds a ``Retry-After`` header asked for, or None.
