@@ -80,7 +80,10 @@ def _check_number(
         raise InvalidRequestError(f"{name} must be {kind}{extra}, not {type(value).__name__}")
     assert isinstance(value, int | float)
     if not math.isfinite(value) or value < minimum:
-        raise InvalidRequestError(f"{name} must be at least {minimum:g}, not {value!r}")
+        kind = "an int" if integer else "a finite number"
+        bound = "above 0" if 0 < minimum <= 1e-6 else f"of at least {minimum:g}"
+        extra = " (or None)" if allow_none else ""
+        raise InvalidRequestError(f"{name} must be {kind} {bound}{extra}, not {value!r}")
 
 
 def _check_base_url(base_url: str, allow_insecure_http: bool) -> str:
