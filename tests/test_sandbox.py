@@ -590,13 +590,14 @@ async def test_rate_limit_answers_429_with_retry_after_and_holds_the_rate() -> N
 
 
 async def test_rate_limit_counts_attempts_and_obeys_retry_after_knob() -> None:
-    """A rate-limited attempt still counts for its client_order_id; retry_after sets the header."""
+    """A rate-limited attempt still counts for its ids; retry_after sets the header."""
     async with SandboxServer(rate_limit=1.0, burst=1, retry_after=0.25) as server:
         first = await raw_get(server.port, body("A", "order-1"))
         second = await raw_get(server.port, body("A", "order-1"))
     assert (first.status, second.status) == (200, 429)
     assert second.headers["retry-after"] == "0.25"
     assert server.stats.attempts_by_order_id == Counter({"order-1": 2})
+    assert server.stats.attempts_by_cibil_id == Counter({"A": 2})
     assert server.stats.repeated_order_ids() == {"order-1": 2}
 
 

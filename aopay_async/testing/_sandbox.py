@@ -14,7 +14,8 @@ other side of the wire and must stay independent of the code it tests.
 
 How one request is decided, in order:
 
-1. the body is read and, when it is JSON with a ``client_order_id``, the attempt counted;
+1. the body is read and, when it is a JSON object, the attempt counted under its
+   ``client_order_id`` and its ``cibil_id`` (whichever is a string);
 2. the rate limit (when set): over it -> ``429`` with ``Retry-After``;
 3. a body that is not a JSON object -> ``bad_request`` (HTTP 400);
 4. a missing, empty or non-string field -> ``missing_field`` (HTTP 200, code 207 shape);
@@ -172,8 +173,10 @@ class SandboxStats:
     requests: int = 0
     by_outcome: Counter[str] = field(default_factory=Counter)
     rate_limited: int = 0
-    #: Requests received per ``client_order_id`` (retries of one call share an id).
+    #: Requests received per ``client_order_id`` (retries of one call share an id),
+    #: whatever became of them (a 429 from the rate limit included).
     attempts_by_order_id: Counter[str] = field(default_factory=Counter)
+    #: Requests received per ``cibil_id``, counted the same way.
     attempts_by_cibil_id: Counter[str] = field(default_factory=Counter)
     #: ``loop.time()`` of each request's arrival, in order.
     arrivals: list[float] = field(default_factory=list)
@@ -525,7 +528,6 @@ class SandboxServer:
 
     def _decide(self, body: _Body | None) -> str:
         """Steps 3 to 8 of the module docstring (the rate limit is checked before)."""
-        stats = self.stats
         if body is None:
             return "bad_request"
         for name in _FIELDS:
@@ -534,8 +536,6 @@ class SandboxServer:
                 return "missing_field"
         if body.CompanyCode != self.company_code or body.RegistrationID != self.registration_id:
             return "401"
-        if self.track_ids:
-            stats.attempts_by_cibil_id[body.cibil_id] += 1
         script = self._scripts.get(body.cibil_id)
         if script is not None:
             step = script.next()
@@ -561,8 +561,11 @@ class SandboxServer:
             now = asyncio.get_running_loop().time()
             if self.track_ids:
                 stats.arrivals.append(now)
-                if body is not None and isinstance(body.client_order_id, str):
-                    stats.attempts_by_order_id[body.client_order_id] += 1
+                if body is not None:
+                    if isinstance(body.client_order_id, str):
+                        stats.attempts_by_order_id[body.client_order_id] += 1
+                    if isinstance(body.cibil_id, str):
+                        stats.attempts_by_cibil_id[body.cibil_id] += 1
             wait = self._bucket.take(now) if self._bucket is not None else 0.0
             outcome = "429" if wait > 0.0 else self._decide(body)
             stats.by_outcome[outcome] += 1
