@@ -601,6 +601,19 @@ async def test_rate_limit_counts_attempts_and_obeys_retry_after_knob() -> None:
     assert server.stats.repeated_order_ids() == {"order-1": 2}
 
 
+@pytest.mark.parametrize(
+    ("retry_after", "header"),
+    [(0, "0"), (1, "1"), (2.5, "2.5"), (0.00001, "0.00001"), (1234567, "1234567"), (90.0, "90")],
+)
+async def test_retry_after_knob_is_sent_exactly(retry_after: float, header: str) -> None:
+    """The retry_after knob reaches the header in plain decimal, never rounded or as 1e+06."""
+    async with SandboxServer(scripts={"X": ["429"]}, retry_after=retry_after) as server:
+        reply = await raw_get(server.port, body("X"))
+    assert reply.status == 429
+    assert reply.headers["retry-after"] == header
+    assert f"retry after {header} seconds" in reply.json()["message"]
+
+
 @pytest.mark.parametrize(("latency", "low", "high"), [(0.1, 0.1, 0.1), ((0.05, 0.15), 0.05, 0.15)])
 async def test_latency_delays_every_answer(
     latency: float | tuple[float, float], low: float, high: float

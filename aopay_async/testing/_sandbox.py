@@ -40,6 +40,7 @@ import struct
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Final
 
 import msgspec
@@ -631,7 +632,7 @@ class SandboxServer:
     def _too_many(self, wait: float) -> web.Response:
         """A 429; *wait* is the bucket's time to the next token (0 for a faulted 429)."""
         if self.retry_after is not None:
-            value = f"{self.retry_after:g}"
+            value = _seconds_text(self.retry_after)
         else:
             # Retry-After is whole seconds: round the bucket's wait up, at least 1.
             value = str(max(1, math.ceil(wait)))
@@ -664,6 +665,16 @@ class SandboxServer:
                 _SUCCESS_TAIL,
             )
         )
+
+
+def _seconds_text(seconds: float) -> str:
+    """*seconds* in plain decimal, exactly as given: ``0.25``, ``1``, ``1234567``.
+
+    Not ``f"{seconds:g}"``: that keeps six digits and switches to exponent form, so
+    ``1234567`` became ``"1.23457e+06"``, a different and unusual ``Retry-After``.
+    """
+    text = format(Decimal(repr(float(seconds))), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _missing_field(body: _Body) -> bytes:
