@@ -95,6 +95,9 @@ def test_flags_set_every_knob(argv: list[str], expected: dict[str, Any]) -> None
         (["--latency", "0.3:0.1"], "LOW must not exceed HIGH"),
         (["--script", "NOEQUALS"], "CIBIL_ID=OUTCOME"),
         (["--duration", "inf"], "finite"),
+        (["--port", "70000"], "not in 0-65535"),
+        (["--port", "-1"], "not in 0-65535"),
+        (["--port", "http"], "not a port number"),
     ],
 )
 def test_bad_flags_are_usage_errors(argv: list[str], message: str) -> None:

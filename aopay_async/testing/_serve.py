@@ -43,6 +43,16 @@ def _positive(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is not in 0-65535")
+    return value
+
+
 def _latency(text: str) -> float | tuple[float, float]:
     """``SECONDS`` or ``LOW:HIGH`` (uniform between the two)."""
     if ":" not in text:
@@ -82,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sandbox server")
     group.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     group.add_argument(
-        "--port", type=int, default=0, help="port to bind (default 0: any free port)"
+        "--port", type=_port, default=0, help="port to bind (default 0: any free port)"
     )
     group.add_argument(
         "--company-code",
