@@ -694,14 +694,14 @@ def test_max_in_window(arrivals: list[float], window: float, most: int) -> None:
 
 async def test_counters_reset() -> None:
     """stats.reset() zeroes every counter."""
-    async with SandboxServer() as server:
+    async with SandboxServer(rate_limit=1.0, burst=1) as server:
         await raw_get(server.port, body())
-        assert server.stats.requests == 1
-        server.stats.reset()
-        assert server.stats.requests == 0
-        assert not server.stats.by_outcome
-        assert not server.stats.attempts_by_order_id
-        assert not server.stats.arrivals
+        await raw_get(server.port, body())  # over the bucket: a 429
+        stats = server.stats
+        assert (stats.requests, stats.rate_limited, stats.max_in_flight) == (2, 1, 1)
+        assert stats.attempts_by_cibil_id
+        stats.reset()
+        assert stats == SandboxStats()
 
 
 async def test_track_ids_off_keeps_no_per_id_state() -> None:
@@ -711,6 +711,7 @@ async def test_track_ids_off_keeps_no_per_id_state() -> None:
     assert server.stats.requests == 1
     assert server.stats.by_outcome == Counter({"ok": 1})
     assert not server.stats.attempts_by_order_id
+    assert not server.stats.attempts_by_cibil_id
     assert not server.stats.arrivals
 
 
