@@ -458,7 +458,11 @@ def load_ledger(path: Path, *, retry_failed: bool) -> tuple[Ledger, int]:
     keep: IO[bytes] | None = None
     tmp = path.with_name(path.name + ".resume-tmp")
     if retry_failed:
-        keep = open(tmp, "wb")  # noqa: SIM115 - closed below, on every path
+        # The copy replaces OUTPUT, so it gets OUTPUT's mode (0o600 as we create it), not the
+        # umask's default: customer data must not turn world-readable on a retry.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, path.stat().st_mode & 0o777)
+        keep = open(fd, "wb")  # noqa: SIM115 - closed below, on every path
     dropped = 0
     try:
         with open(path, "rb") as f:

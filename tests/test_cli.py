@@ -303,6 +303,8 @@ async def test_resume_skips_failures_and_retry_failed_redoes_them(tmp_path: Path
     assert_exactly_once(records, range(2, 14))
     assert all(r["ok"] for r in records)
     assert "ok        1" in retried.stdout
+    # OUTPUT was rewritten without its failures: it is still readable by its owner only.
+    assert (out.stat().st_mode & 0o777) == 0o600
 
 
 async def test_resume_with_given_order_ids_reuses_them(tmp_path: Path) -> None:
