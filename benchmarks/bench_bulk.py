@@ -119,28 +119,10 @@ def _run_child(args: argparse.Namespace) -> int:
 # -- a fallback server -------------------------------------------------------------------------
 
 _MINIMAL_SERVER = r"""
-import asyncio, json, sys
+import asyncio, sys
 from aiohttp import web
 from aopay_async._client import PATH
-BODY = json.dumps({
-    "error_code": "SPC-200", "status": "SUCCESS", "message": "success",
-    "soft_ref_id": "23081815284725JQJCESXDTP2",
-    "data": {"result": {
-        "userInfo": {"cibil_id": "525234*", "cibil_score": "770", "first_name": "Test",
-                     "middle_name": "", "last_name": "Bench", "mobile_number": "5550013***",
-                     "cibil_score_fetch_date": "2023-08-16 15:36:46"},
-        "activityInfo": [{"account_detail_id": "7264328**", "member_name": "AXIS BANK",
-                          "account_number": "XXXXXXXXXXX4061", "date_opened": "2022-12-01",
-                          "date_closed": "0000-00-00", "newly_opened": "1",
-                          "name": "Personal Loan"}] * 3,
-        "creditAge": {"credit_age": "8 Years 8 Months"},
-        "creditMix": {"secured_loan": "1", "unsecured_loan": "2", "total_percent_completed": "75"},
-        "inquiryCount": 14, "lastMonthInquiryCount": 0, "last6MonthInquiryCount": 2,
-        "creditUtilize": {"credit_utilize": "18", "credit_limit": "255000",
-                          "total_balance": "48032"},
-        "onTimePaymentPercentile": 93},
-        "status": "success", "message": "ok", "access_token": "d48b818d426b83b0"}},
-    separators=(",", ":")).encode()
+from benchmarks._bodies import BODY_3 as BODY  # the repository's synthetic 3-account fixture
 async def handle(request):
     await request.read()
     return web.Response(body=BODY, content_type="application/json")
@@ -151,7 +133,7 @@ async def main():
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    port = runner.addresses[0][1]
     print(f"http://127.0.0.1:{port}", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await runner.cleanup()
