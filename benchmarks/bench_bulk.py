@@ -38,6 +38,8 @@ if str(REPO) not in sys.path:  # `python benchmarks/bench_bulk.py` works too
     sys.path.insert(0, str(REPO))
 
 CREDENTIALS = ("CMP1045", "AOP-554")
+#: Seconds one measured child run may take (1M ids took 83 s in RESULTS.md).
+CHILD_TIMEOUT = 1200
 
 
 # -- the child: one measured run -------------------------------------------------------------
@@ -181,7 +183,13 @@ def _measure(mode: str, n: int, url: str, concurrency: int, loop: str) -> dict[s
         "--url", url, "--concurrency", str(concurrency), "--loop", loop,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(command, check=False, capture_output=True, cwd=REPO, env=env)
+    try:
+        # A bound in time as well as in count: a stalled server must not hang the run.
+        done = subprocess.run(
+            command, check=False, capture_output=True, cwd=REPO, env=env, timeout=CHILD_TIMEOUT
+        )
+    except subprocess.TimeoutExpired:
+        sys.exit(f"the {mode} run of {n:,} ids took over {CHILD_TIMEOUT} s; stopped")
     if done.returncode != 0:
         sys.exit(f"the {mode} run of {n:,} ids failed:\n{done.stderr.decode()[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
