@@ -721,6 +721,7 @@ async def test_track_ids_off_keeps_no_per_id_state() -> None:
         ({"faults": {"504": 0.1}}, "unknown fault '504'"),
         ({"faults": {"503": 1.5}}, "must be in [0, 1]"),
         ({"faults": {"503": -0.1}}, "must be in [0, 1]"),
+        ({"faults": {"503": float("nan")}}, "must be in [0, 1]"),
         ({"faults": {"503": 0.6, "500": 0.6}}, "more than 1"),
         ({"scripts": {"X": ["timeout"]}}, "unknown outcome 'timeout'"),
         ({"scripts": {"X": ["*"]}}, "no outcome to repeat"),

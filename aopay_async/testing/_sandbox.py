@@ -260,7 +260,7 @@ def _check_faults(faults: Mapping[str, float] | None) -> dict[str, float]:
         if name not in FAULTS:
             raise ValueError(f"unknown fault {name!r}; known faults: {', '.join(sorted(FAULTS))}")
         value = float(fraction)
-        if not 0.0 <= value <= 1.0 or math.isnan(value):
+        if not 0.0 <= value <= 1.0:  # NaN fails this too
             raise ValueError(f"the fraction for fault {name!r} must be in [0, 1], not {fraction!r}")
         if value:
             checked[name] = value
