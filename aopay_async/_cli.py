@@ -280,9 +280,11 @@ def _csv_rows(binary: io.BufferedReader) -> Iterator[Row]:
         return iter(())
     names = [cell.strip() for cell in header]
     if "cibil_id" not in names:
-        shown = ", ".join(repr(name) for name in names[:10])
+        # The cells are not echoed: in a file without a header row they are a customer's.
+        near = [n for n in names if "".join(filter(str.isalnum, n)).lower() == "cibilid"]
+        found = f"found {near[0]!r}" if near else f"its first row has {len(names)} columns"
         raise UsageError(
-            f"INPUT is read as CSV but its header has no 'cibil_id' column (found {shown}); "
+            f"INPUT is read as CSV but its header has no 'cibil_id' column ({found}); "
             "give it a header row with cibil_id (and optionally client_order_id), "
             "or use --format jsonl"
         )

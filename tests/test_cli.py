@@ -493,6 +493,27 @@ def test_bad_usage_exits_2_and_says_what(
     assert not out.exists()
 
 
+@pytest.mark.usefixtures("credentials")
+@pytest.mark.parametrize(
+    ("first_line", "shown"),
+    [
+        ("ABCDE1234F,Ravi Kumar,9876543210", "its first row has 3 columns"),
+        ("CIBIL ID,name", "found 'CIBIL ID'"),
+    ],
+)
+def test_a_csv_without_a_cibil_id_header_is_not_echoed(
+    first_line: str, shown: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No cibil_id header: exit 2 without printing the first row (a customer's, if headerless)."""
+    src = tmp_path / "in.csv"
+    src.write_text(f"{first_line}\nXYZ9876543,Asha Rao,9123456789\n")
+    assert main(["bulk", str(src), "-o", str(tmp_path / "out.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "no 'cibil_id' column" in err
+    assert shown in err
+    assert_no_customer_data(err, ["ABCDE1234F", "Ravi", "9876543210", "XYZ9876543", "Asha"])
+
+
 def test_missing_credentials_exit_2_naming_the_variable(
     files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
