@@ -982,7 +982,9 @@ async def run_job(
             stop_now()
 
     def stop_now() -> None:
-        if job is not None and runner is not None and not runner.done():
+        # Once only (the grace timer and a second Ctrl-C both land here): a second cancel
+        # would cut short the bulk pool's own wait for its cancelled workers.
+        if job is not None and runner is not None and not runner.done() and not runner.cancelling():
             if job.in_flight:
                 progress.say(
                     f"cancelled the {job.in_flight} rows still in flight; "
