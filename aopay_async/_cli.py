@@ -944,7 +944,12 @@ async def run_job(
         # The client first: missing credentials must stop us before OUTPUT is touched.
         client = client_factory(session)
         if options.resume:
-            ledger, cut = load_ledger(options.output, retry_failed=options.retry_failed)
+            try:
+                ledger, cut = load_ledger(options.output, retry_failed=options.retry_failed)
+            except OSError as exc:  # a directory, no permission: a wrong -o, not a crash
+                raise UsageError(
+                    f"cannot resume from OUTPUT {str(options.output)!r}: {exc.strerror or exc}"
+                ) from None
             if cut:
                 progress.say(f"resume: cut off a partial last line ({cut} bytes) from OUTPUT")
         else:

@@ -460,6 +460,7 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
         (["bulk", "{src}"], "required: -o"),
         (["bulk", "{src}", "-o", "{out}", "--base-url", "ftp://x"], "base_url"),
         (["bulk", "{src}", "-o", "{notjson}", "--resume"], "not a bulk result line"),
+        (["bulk", "{src}", "-o", "{folder}", "--resume"], "cannot resume from OUTPUT"),
         (["get"], "--cibil-id"),
         (["get", "--cibil-id", ""], "cibil_id"),
         (["frobnicate"], "invalid choice"),
@@ -486,6 +487,7 @@ def test_bad_usage_exits_2_and_says_what(
         "headerless": headerless,
         "existing": existing,
         "notjson": notjson,
+        "folder": src.parent,
     }
     code = main([arg.format(**names) for arg in argv])
     assert code == 2
