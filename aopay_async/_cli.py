@@ -828,7 +828,6 @@ class Job:
         self.stopping = False  # Ctrl-C: take no new rows
         self.exhausted = False  # every input row was taken
         self.mismatch: int | None = None  # an input line OUTPUT holds another row for
-        self._warned = 0
 
     def feed(self) -> Iterator[CreditHistoryRequest]:
         """The requests for bulk: skips finished rows, writes bad rows, notes line numbers."""
@@ -866,12 +865,11 @@ class Job:
         tally.failed += 1
         tally.errors["InvalidRequestError"] += 1
         message = f"line {row.line}: {problem}"
-        order_id = _clean(row.client_order_id)
         self._output.write(
             {
                 "line": row.line,
                 "cibil_id": _clean(row.cibil_id),
-                "client_order_id": order_id,
+                "client_order_id": _clean(row.client_order_id),
                 "ok": False,
                 "attempts": 0,
                 "elapsed_ms": 0.0,
@@ -883,11 +881,10 @@ class Job:
                 },
             }
         )
-        if self._warned < MAX_ROW_WARNINGS:
+        if tally.bad_rows <= MAX_ROW_WARNINGS:
             self._progress.say(f"skipped bad row: {message}")
-        elif self._warned == MAX_ROW_WARNINGS:
+        elif tally.bad_rows == MAX_ROW_WARNINGS + 1:
             self._progress.say("more bad rows: counted in the summary, listed in OUTPUT")
-        self._warned += 1
 
     def record(self, result: BulkResult) -> None:
         line = self._lines.pop(result.item_index)
@@ -904,17 +901,10 @@ class Job:
 
     async def run(self) -> None:
         """Feed every row through the client's bulk fan-out, writing each outcome."""
-        results = self._client.bulk_credit_history(
-            self.feed(), concurrency=self._client.max_concurrency
-        )
-        try:
+        # aclosing: stop the workers now, not when the iterator is garbage-collected.
+        async with contextlib.aclosing(self._client.bulk_credit_history(self.feed())) as results:
             async for result in results:
                 self.record(result)
-        finally:
-            # Stop the workers now, not when the iterator is garbage-collected.
-            aclose = getattr(results, "aclose", None)
-            if aclose is not None:
-                await aclose()
 
     @property
     def in_flight(self) -> int:

@@ -182,6 +182,27 @@ async def test_failures_and_bad_rows_give_exit_1_and_are_reported(tmp_path: Path
     assert_no_customer_data(ran.stdout + ran.stderr, ["GOOD1", "GOOD2", "DOWN1", "Y" * 70])
 
 
+async def test_bad_row_warnings_stop_after_the_limit(tmp_path: Path) -> None:
+    """The first MAX_ROW_WARNINGS bad rows are named, then one note; every one is in OUTPUT."""
+    from aopay_async._cli import MAX_ROW_WARNINGS
+
+    n = MAX_ROW_WARNINGS + 5
+    src = tmp_path / "in.csv"
+    src.write_text("cibil_id,client_order_id\n" + "".join(f"{'Z' * 70},o-{i}\n" for i in range(n)))
+    out = tmp_path / "out.jsonl"
+    async with SandboxServer() as server:
+        ran = await run_cli(
+            "bulk", str(src), "-o", str(out), "--quiet", env=_env(server), cwd=tmp_path
+        )
+        assert server.stats.requests == 0
+    assert ran.code == 1, ran.stderr
+    named = [line for line in ran.stderr.splitlines() if line.startswith("skipped bad row: line ")]
+    assert len(named) == MAX_ROW_WARNINGS
+    assert ran.stderr.count("more bad rows") == 1
+    assert_exactly_once(read_output(out), range(2, n + 2))
+    assert f"(of which bad input rows, not sent: {n})" in ran.stdout
+
+
 async def test_jsonl_from_stdin(tmp_path: Path) -> None:
     """JSONL on stdin (``-``): objects and bare strings are rows; broken JSON is a bad row."""
     lines = [
