@@ -277,6 +277,7 @@ def _csv_rows(binary: io.BufferedReader) -> Iterator[Row]:
         if any(cell.strip() for cell in header):
             break
     if header is None:
+        text.detach()
         return iter(())
     names = [cell.strip() for cell in header]
     if "cibil_id" not in names:
@@ -288,32 +289,39 @@ def _csv_rows(binary: io.BufferedReader) -> Iterator[Row]:
             "give it a header row with cibil_id (and optionally client_order_id), "
             "or use --format jsonl"
         )
-    return _csv_body(reader, names.index("cibil_id"), _index_of(names, "client_order_id"))
+    return _csv_body(reader, text, names.index("cibil_id"), _index_of(names, "client_order_id"))
 
 
 def _index_of(names: list[str], name: str) -> int | None:
     return names.index(name) if name in names else None
 
 
-def _csv_body(reader: Any, id_col: int, order_col: int | None) -> Iterator[Row]:
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield Row(reader.line_num, problem=f"not valid CSV ({exc})")
-            continue
-        line = reader.line_num
-        if not any(cell.strip() for cell in cells):
-            continue  # a blank line is not a row
-        if id_col >= len(cells):
-            yield Row(line, problem="the row has no cibil_id cell")
-            continue
-        order: object = None
-        if order_col is not None and order_col < len(cells) and cells[order_col] != "":
-            order = cells[order_col]
-        yield Row(line, cells[id_col], order)
+def _csv_body(
+    reader: Any, text: io.TextIOWrapper, id_col: int, order_col: int | None
+) -> Iterator[Row]:
+    try:
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield Row(reader.line_num, problem=f"not valid CSV ({exc})")
+                continue
+            line = reader.line_num
+            if not any(cell.strip() for cell in cells):
+                continue  # a blank line is not a row
+            if id_col >= len(cells):
+                yield Row(line, problem="the row has no cibil_id cell")
+                continue
+            order: object = None
+            if order_col is not None and order_col < len(cells) and cells[order_col] != "":
+                order = cells[order_col]
+            yield Row(line, cells[id_col], order)
+    finally:
+        # The file is the caller's to close. Left attached, the wrapper would close it when
+        # collected (stdin included) with an "unclosed file" ResourceWarning.
+        text.detach()
 
 
 _JSON_ROW = msgspec.json.Decoder()

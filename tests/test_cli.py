@@ -593,6 +593,25 @@ def test_ledger_cuts_a_partial_line_and_drops_failures_on_retry(tmp_path: Path) 
     assert out.read_bytes() == b'{"line": 2, "cibil_id": "A", "ok": true}\n'
 
 
+@pytest.mark.parametrize(("text", "rows"), [("cibil_id\nA\nB\n", 2), ("", 0)])
+def test_reading_a_csv_to_its_end_leaves_the_file_open_for_its_owner(
+    text: str, rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CSV rows read to the end (or none at all) do not close the input behind our back."""
+    import gc
+    import io
+
+    from aopay_async._cli import _open_input
+
+    buffer = io.BufferedReader(io.BytesIO(text.encode()))  # type: ignore[arg-type]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(buffer))
+    read = _open_input("-", "csv")[0]
+    assert len(list(read)) == rows
+    del read
+    gc.collect()
+    assert not buffer.closed
+
+
 @pytest.mark.parametrize(
     ("samples", "p", "expected"),
     [
