@@ -228,8 +228,8 @@ class Row:
 _JSONL_SUFFIXES: Final = (".jsonl", ".ndjson", ".json")
 
 
-def _open_input(path: str, fmt: str) -> tuple[Iterator[Row], Callable[[], None]]:
-    """The rows of *path* (``-`` for stdin) and a function that closes it.
+def _open_input(path: str, fmt: str) -> tuple[Iterator[Row], Callable[[], None], str]:
+    """The rows of *path* (``-`` for stdin), a function that closes it, and its format.
 
     Raises :class:`UsageError` when the file cannot be opened or a CSV has no ``cibil_id``
     column: a wrong file, not a bad row.
@@ -251,7 +251,7 @@ def _open_input(path: str, fmt: str) -> tuple[Iterator[Row], Callable[[], None]]
         fmt = _sniff(path, buffered)
     try:
         rows = _csv_rows(buffered) if fmt == "csv" else _jsonl_rows(buffered)
-        return rows, close
+        return rows, close, fmt
     except UsageError:
         close()
         raise
@@ -350,13 +350,16 @@ def _jsonl_rows(binary: io.BufferedReader) -> Iterator[Row]:
 
 
 def _count_rows(path: str, fmt: str) -> int:
-    """Rows in *path*: its non-blank lines, less the CSV header (exact unless cells span lines)."""
+    """Rows in *path*: its non-blank lines, less a CSV's header (exact unless cells span lines).
+
+    *fmt* is the format as read (``csv`` or ``jsonl``, never ``auto``).
+    """
     count = 0
     with open(path, "rb") as f:
         for raw in f:
             if raw.strip():
                 count += 1
-    if fmt == "csv" or (fmt == "auto" and Path(path).suffix.lower() == ".csv"):
+    if fmt == "csv":
         count = max(count - 1, 0)
     return count
 
@@ -1115,7 +1118,7 @@ def _bulk_setup(
         with contextlib.suppress(OSError):
             if output.samefile(args.input):
                 raise UsageError("OUTPUT is the same file as INPUT; give another -o")
-    rows, close = _open_input(args.input, args.format)
+    rows, close, fmt = _open_input(args.input, args.format)
     options = JobOptions(
         output=output,
         resume=args.resume or args.retry_failed,
@@ -1126,7 +1129,7 @@ def _bulk_setup(
     )
     count = None
     if args.input != "-" and Path(args.input).is_file():
-        count = functools.partial(_count_rows, args.input, args.format)
+        count = functools.partial(_count_rows, args.input, fmt)
     return rows, close, options, count
 
 

@@ -613,6 +613,32 @@ def test_reading_a_csv_to_its_end_leaves_the_file_open_for_its_owner(
 
 
 @pytest.mark.parametrize(
+    ("name", "text", "rows"),
+    [
+        ("in.csv", "cibil_id\nA\n\nB\n", 2),
+        ("in.txt", "cibil_id\nA\nB\n", 2),  # sniffed as CSV: its header is not a row
+        ("in.txt", '"A"\n{"cibil_id": "B"}\n', 2),  # sniffed as JSONL
+        ("in.jsonl", '"A"\n\n"B"\n"C"\n', 3),
+        ("empty.csv", "", 0),
+    ],
+)
+def test_the_progress_total_counts_rows_as_read(
+    name: str, text: str, rows: int, tmp_path: Path
+) -> None:
+    """The row count behind the progress total uses the format INPUT is read as."""
+    from aopay_async._cli import _count_rows, _open_input
+
+    src = tmp_path / name
+    src.write_text(text)
+    read, close, fmt = _open_input(str(src), "auto")
+    try:
+        assert len(list(read)) == rows
+    finally:
+        close()
+    assert _count_rows(str(src), fmt) == rows
+
+
+@pytest.mark.parametrize(
     ("samples", "p", "expected"),
     [
         ([0.010] * 100, 50, 0.010),
