@@ -1250,11 +1250,15 @@ def _build_parser(prog: str, with_sandbox: bool) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Look up AOPay credit histories: one at a time, or a whole file of them.",
+        # Flags are spelled out in full: the printed resume command repeats argv, and an
+        # abbreviation (--over for --overwrite) would survive into it and contradict --resume.
+        allow_abbrev=False,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     get = commands.add_parser(
         "get",
+        allow_abbrev=False,
         help="look up one customer, JSON to stdout",
         description="Look up one customer's credit history and print it as JSON.",
     )
@@ -1265,6 +1269,7 @@ def _build_parser(prog: str, with_sandbox: bool) -> argparse.ArgumentParser:
 
     bulk = commands.add_parser(
         "bulk",
+        allow_abbrev=False,
         help="look up every row of a CSV or JSONL file",
         description=(
             "Look up every row of INPUT, writing one JSON line per row to OUTPUT as it "
@@ -1304,6 +1309,7 @@ def _build_parser(prog: str, with_sandbox: bool) -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
+        allow_abbrev=False,
         help="run a bulk job against a local sandbox, to see it work",
         description=(
             "Start the sandbox in-process (with a server-side rate limit and a few percent of "
@@ -1331,6 +1337,7 @@ def _build_parser(prog: str, with_sandbox: bool) -> argparse.ArgumentParser:
 
     sandbox = commands.add_parser(
         "sandbox",
+        allow_abbrev=False,
         help="run the local fake AOPay server",
         description="Run the local fake AOPay GetCreditHistory server until Ctrl-C.",
     )

@@ -574,6 +574,13 @@ def test_resume_command(argv: list[str], expected: str) -> None:
     assert _resume_command("aopay-async", argv) == expected
 
 
+@pytest.mark.parametrize("flag", ["--over", "--res", "--conc=4"])
+def test_abbreviated_flags_are_refused(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Flags must be spelled out: an abbreviation would leak into the printed resume command."""
+    assert main(["bulk", "in.csv", "-o", "out.jsonl", flag]) == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
 def test_ledger_cuts_a_partial_line_and_drops_failures_on_retry(tmp_path: Path) -> None:
     """Loading OUTPUT cuts a partial last line; --retry-failed drops the failed records."""
     out = tmp_path / "out.jsonl"
