@@ -8,6 +8,7 @@
 This module holds the public names only; everything else lives in private modules.
 """
 
+from .__version__ import __version__ as __version__  # re-exported; not in __all__ (a dunder)
 from ._client import AOPayClient
 from ._errors import (
     AOPayError,
@@ -31,8 +32,6 @@ from ._models import (
     CreditUtilization,
     UserInfo,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AOPayClient",

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from .__version__ import __version__
 from ._decode import decode_response
 from ._errors import AOPayError, APITimeoutError, InvalidRequestError
 from ._limiter import RateLimiter, TokenBucket
@@ -63,8 +64,6 @@ _ENCODE = msgspec.json.Encoder().encode
 
 
 def _user_agent() -> str:
-    from . import __version__
-
     return f"aopay-async/{__version__}"
 
 

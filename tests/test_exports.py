@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import importlib.resources
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
 import aopay_async
+
+PACKAGE_DIR = Path(aopay_async.__file__).parent
 
 #: The contract's import surface (spec/api.md, "Import surface").
 PUBLIC = {
@@ -78,6 +83,43 @@ def test_version_matches_installed_metadata() -> None:
     from importlib.metadata import version
 
     assert version("aopay-async") == aopay_async.__version__
+
+
+def test_version_module_imports_nothing() -> None:
+    """``__version__.py`` imports nothing, so any module may read it without a cycle."""
+    tree = ast.parse(PACKAGE_DIR.joinpath("__version__.py").read_text(encoding="utf-8"))
+    assert not [node for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)]
+    # ``import aopay_async.__version__ as m`` would bind the string the package re-exports.
+    module = importlib.import_module("aopay_async.__version__")
+    assert isinstance(module, types.ModuleType)
+    assert aopay_async.__version__ == module.__version__
+
+
+def _imports_of_package_init(path: Path) -> list[str]:
+    """The ``from . import x`` / ``from aopay_async import x`` statements in one module."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (
+            (node.level == 1 and node.module is None)
+            or (node.level == 0 and node.module == "aopay_async")
+        ):
+            found.append(f"{path.name}:{node.lineno}")
+    return found
+
+
+def test_core_modules_never_import_back_up_from_the_package() -> None:
+    """No core module reads a name from the package ``__init__`` (it imports them, not back)."""
+    modules = sorted(p for p in PACKAGE_DIR.glob("*.py") if p.name != "__init__.py")
+    assert len(modules) >= 10
+    assert [hit for path in modules for hit in _imports_of_package_init(path)] == []
+
+
+def test_the_finder_sees_an_import_back_up(tmp_path: Path) -> None:
+    """The check above can fail: both spellings of an import from the package are caught."""
+    module = tmp_path / "_bad.py"
+    module.write_text("from . import __version__\nfrom aopay_async import AOPayClient\n")
+    assert _imports_of_package_init(module) == ["_bad.py:1", "_bad.py:2"]
 
 
 def test_py_typed_is_shipped() -> None:
