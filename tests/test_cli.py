@@ -2,7 +2,7 @@
 
 The sandbox runs in the test's own event loop on 127.0.0.1; the CLI runs in a child process
 (its own loop, its own signal handling), as a user would run it. Usage errors that need no
-server call :func:`aopay_async._cli.main` in-process.
+server call :func:`aopay_async.cli.main` in-process.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ from typing import Any
 
 import pytest
 
-from aopay_async._cli import LatencyHistogram, _resume_command, load_ledger, main
+from aopay_async.cli import main
+from aopay_async.cli._ledger import load_ledger
+from aopay_async.cli._summary import LatencyHistogram
+from aopay_async.cli.commands.bulk import resume_command
 from aopay_async.testing import SandboxServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -184,7 +187,7 @@ async def test_failures_and_bad_rows_give_exit_1_and_are_reported(tmp_path: Path
 
 async def test_bad_row_warnings_stop_after_the_limit(tmp_path: Path) -> None:
     """The first MAX_ROW_WARNINGS bad rows are named, then one note; every one is in OUTPUT."""
-    from aopay_async._cli import MAX_ROW_WARNINGS
+    from aopay_async.cli._job import MAX_ROW_WARNINGS
 
     n = MAX_ROW_WARNINGS + 5
     src = tmp_path / "in.csv"
@@ -569,9 +572,9 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
         (["bulk", "-", "-o", "o"], "<same input> | aopay-async bulk - -o o --resume"),
     ],
 )  # fmt: skip
-def test_resume_command(argv: list[str], expected: str) -> None:
+def testresume_command(argv: list[str], expected: str) -> None:
     """The printed resume command repeats the run with --resume (and never --overwrite)."""
-    assert _resume_command("aopay-async", argv) == expected
+    assert resume_command("aopay-async", argv) == expected
 
 
 @pytest.mark.parametrize("flag", ["--over", "--res", "--conc=4"])
@@ -608,11 +611,11 @@ def test_reading_a_csv_to_its_end_leaves_the_file_open_for_its_owner(
     import gc
     import io
 
-    from aopay_async._cli import _open_input
+    from aopay_async.cli._input import open_input
 
     buffer = io.BufferedReader(io.BytesIO(text.encode()))  # type: ignore[arg-type]
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(buffer))
-    read = _open_input("-", "csv")[0]
+    read = open_input("-", "csv")[0]
     assert len(list(read)) == rows
     del read
     gc.collect()
@@ -633,16 +636,16 @@ def test_the_progress_total_counts_rows_as_read(
     name: str, text: str, rows: int, tmp_path: Path
 ) -> None:
     """The row count behind the progress total uses the format INPUT is read as."""
-    from aopay_async._cli import _count_rows, _open_input
+    from aopay_async.cli._input import count_rows, open_input
 
     src = tmp_path / name
     src.write_text(text)
-    read, close, fmt = _open_input(str(src), "auto")
+    read, close, fmt = open_input(str(src), "auto")
     try:
         assert len(list(read)) == rows
     finally:
         close()
-    assert _count_rows(str(src), fmt) == rows
+    assert count_rows(str(src), fmt) == rows
 
 
 @pytest.mark.parametrize(
@@ -684,15 +687,15 @@ async def test_undecodable_bytes_make_a_bad_row_not_a_crash(tmp_path: Path) -> N
 
 def test_progress_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
     """Quiet: none; not a terminal: plain lines; a terminal: the rich bar (when installed)."""
-    from aopay_async import _cli
+    from aopay_async.cli import _progress, _summary
 
-    assert isinstance(_cli.make_progress(True, 5.0, "bulk"), _cli.NoProgress)
+    assert isinstance(_progress.make_progress(True, 5.0, "bulk"), _progress.NoProgress)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
-    assert type(_cli.make_progress(False, 5.0, "bulk")) is _cli.PlainProgress
+    assert type(_progress.make_progress(False, 5.0, "bulk")) is _progress.PlainProgress
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    progress = _cli.make_progress(False, 5.0, "bulk")
-    assert isinstance(progress, _cli.RichProgress)
-    tally = _cli.Tally(total=10, ok=3, failed=1)
+    progress = _progress.make_progress(False, 5.0, "bulk")
+    assert isinstance(progress, _progress.RichProgress)
+    tally = _summary.Tally(total=10, ok=3, failed=1)
     progress.start(tally)
     progress.refresh(tally)
     progress.stop(tally)

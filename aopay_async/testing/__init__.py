@@ -19,6 +19,8 @@ from ._sandbox import (
     SandboxServer,
     SandboxStats,
 )
+from ._serve import add_arguments as add_sandbox_arguments
+from ._serve import serve as serve_sandbox
 
 __all__ = [
     "DEFAULT_COMPANY_CODE",
@@ -31,5 +33,7 @@ __all__ = [
     "SandboxServer",
     "SandboxStats",
     "SyntheticAccount",
+    "add_sandbox_arguments",
     "make_customer",
+    "serve_sandbox",
 ]

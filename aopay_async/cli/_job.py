@@ -1,0 +1,343 @@
+# One bulk job: rows in, exactly one output line per row out, counted, shown, and stopped
+# cleanly on Ctrl-C. It is a thin shell over the client's bulk fan-out: it never retries,
+# limits or schedules anything itself. It must never lose or repeat a row: a row is
+# written when its outcome is known (bad rows at once, sent rows as they finish), rows
+# the ledger already holds are skipped, and an interrupted run leaves the rest to
+# --resume. Ctrl-C: the first stops taking rows and gives those in flight --grace seconds;
+# the second (or the end of the grace) cancels them, and they are not written.
+"""The bulk job: :func:`run_job`, :class:`Job`, :class:`JobOptions`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from aopay_async._errors import InvalidRequestError
+from aopay_async._models import BulkResult, CreditHistoryRequest
+
+from ._input import Row
+from ._ledger import Ledger, open_ledger
+from ._output import BAD_ROW_ERROR, Output, bad_row_record, result_record
+from ._progress import Progress, tick
+from ._status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
+from ._summary import Tally, counting_session, print_summary
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from aopay_async._client import AOPayClient
+
+__all__ = ["MAX_ROW_WARNINGS", "Job", "JobOptions", "Outcome", "Verdict", "judge", "run_job"]
+
+#: How many bad-row warnings are printed before the rest are only counted.
+MAX_ROW_WARNINGS: Final = 20
+
+
+@dataclass
+class JobOptions:
+    """What a bulk job needs besides its rows."""
+
+    output: Path
+    resume: bool = False
+    retry_failed: bool = False
+    overwrite: bool = False
+    fsync: bool = False
+    grace: float = 5.0
+    label: str = "bulk"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What to do with one input row: send it, write it as bad, skip it, or stop."""
+
+    request: CreditHistoryRequest | None = None  # send this
+    problem: str | None = None  # a bad row: write it as failed, never send it
+    mismatch: bool = False  # OUTPUT holds another row for this line: stop the job
+    # none of the three: OUTPUT already holds this row's outcome; skip it
+
+
+def judge(row: Row, ledger: Ledger) -> Verdict:
+    """The verdict on *row*, given what OUTPUT already holds (a pure decision)."""
+    if ledger.state(row.line) != Ledger.ABSENT:
+        return Verdict(mismatch=not ledger.matches(row.line, row.cibil_id))
+    if row.problem is not None:
+        return Verdict(problem=row.problem or "the row could not be read")
+    try:
+        request = CreditHistoryRequest.coerce(
+            {"cibil_id": row.cibil_id, "client_order_id": row.client_order_id}
+        )
+    except InvalidRequestError as exc:
+        return Verdict(problem=exc.message or "the row could not be read")
+    return Verdict(request=request)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a job's feed ended, read once when the job is over."""
+
+    exhausted: bool  # every input row was taken
+    mismatch: int | None  # the input line OUTPUT holds another row for, if any
+    in_flight: int  # rows sent whose outcome was never written
+
+
+class Job:
+    """One bulk run: rows in, one output line per row out, counted and shown."""
+
+    def __init__(
+        self,
+        client: AOPayClient,
+        rows: Iterable[Row],
+        tally: Tally,
+        progress: Progress,
+        ledger: Ledger,
+        output: Output,
+    ) -> None:
+        self._client = client
+        self._rows = rows
+        self._tally = tally
+        self._progress = progress
+        self._ledger = ledger
+        self._output = output
+        self._lines: dict[int, int] = {}  # bulk item index -> input line, for rows in flight
+        self._stopping = False
+        self._exhausted = False
+        self._mismatch: int | None = None
+
+    def stop(self) -> None:
+        """Take no new rows (Ctrl-C); rows already sent still finish and are written."""
+        self._stopping = True
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._lines)
+
+    def outcome(self) -> Outcome:
+        return Outcome(self._exhausted, self._mismatch, len(self._lines))
+
+    def feed(self) -> Iterator[CreditHistoryRequest]:
+        """The requests for bulk: skips finished rows, writes bad rows, notes line numbers."""
+        fed = 0
+        for row in self._rows:
+            if self._stopping:
+                return
+            verdict = judge(row, self._ledger)
+            if verdict.mismatch:
+                self._mismatch = row.line
+                return
+            if verdict.problem is not None:
+                self._bad_row(row, verdict.problem)
+            elif verdict.request is not None:
+                self._lines[fed] = row.line
+                fed += 1
+                yield verdict.request
+        self._exhausted = True
+
+    def _bad_row(self, row: Row, problem: str) -> None:
+        tally = self._tally
+        tally.bad_rows += 1
+        tally.failed += 1
+        tally.errors[BAD_ROW_ERROR] += 1
+        message = f"line {row.line}: {problem}"
+        self._output.write(bad_row_record(row.line, row.cibil_id, row.client_order_id, message))
+        if tally.bad_rows <= MAX_ROW_WARNINGS:
+            self._progress.say(f"skipped bad row: {message}")
+        elif tally.bad_rows == MAX_ROW_WARNINGS + 1:
+            self._progress.say("more bad rows: counted in the summary, listed in OUTPUT")
+
+    def record(self, result: BulkResult) -> None:
+        """Write one finished row's line and count it."""
+        line = self._lines.pop(result.item_index)
+        self._output.write(result_record(line, result))
+        tally = self._tally
+        if result.ok:
+            tally.ok += 1
+        else:
+            tally.failed += 1
+            tally.errors[type(result.error).__name__] += 1
+        if result.attempts:
+            tally.retries += result.attempts - 1
+            tally.latency.add(result.elapsed)
+
+    async def run(self) -> None:
+        """Feed every row through the client's bulk fan-out, writing each outcome."""
+        # aclosing: stop the workers now, not when the iterator is garbage-collected.
+        async with contextlib.aclosing(self._client.bulk_credit_history(self.feed())) as results:
+            async for result in results:
+                self.record(result)
+
+
+class Interrupts:
+    """SIGINT/SIGTERM during a job: the first stops the feed, the second cancels the rest."""
+
+    def __init__(self, progress: Progress, grace: float) -> None:
+        self._progress = progress
+        self._grace = grace
+        self._job: Job | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._handled: list[signal.Signals] = []
+        self.interrupted = False
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._on_signal)
+                self._handled.append(sig)
+
+    def remove(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._handled:
+            loop.remove_signal_handler(sig)
+        self._handled.clear()
+
+    def watch(self, job: Job, runner: asyncio.Task[None]) -> None:
+        self._job, self._runner = job, runner
+
+    def _on_signal(self) -> None:
+        job = self._job
+        if job is None or self._runner is None:
+            return
+        if self.interrupted:
+            self._stop_now()
+            return
+        self.interrupted = True
+        job.stop()
+        self._progress.say(
+            f"interrupted: taking no new rows; waiting up to {self._grace:g}s for the "
+            f"{job.in_flight} in flight (Ctrl-C again to stop now)"
+        )
+        asyncio.get_running_loop().call_later(self._grace, self._stop_now)
+
+    def _stop_now(self) -> None:
+        # Once only (the grace timer and a second Ctrl-C both land here): a second cancel
+        # would cut short the bulk pool's own wait for its cancelled workers.
+        job, runner = self._job, self._runner
+        if job is None or runner is None or runner.done() or runner.cancelling():
+            return
+        if job.in_flight:
+            self._progress.say(
+                f"cancelled the {job.in_flight} rows still in flight; --resume will do them again"
+            )
+        runner.cancel()
+
+
+async def run_job(
+    client_factory: Callable[[aiohttp.ClientSession], AOPayClient],
+    rows: Iterable[Row],
+    options: JobOptions,
+    progress: Progress,
+    *,
+    concurrency: int,
+    count_rows: Callable[[], int] | None = None,
+    resume_command: str | None = None,
+) -> tuple[int, Tally]:
+    """Run a bulk job to its end (or to Ctrl-C); print the summary; return the exit status."""
+    tally = Tally()
+    session = counting_session(tally, concurrency)
+    try:
+        # The client first: missing credentials must stop us before OUTPUT is touched.
+        client = client_factory(session)
+        ledger = _starting_ledger(options, progress)
+        output = Output(options.output, truncate=not options.resume, fsync=options.fsync)
+    except BaseException:
+        await session.close()
+        raise
+    tally.previous_ok, tally.previous_failed = ledger.ok, ledger.failed
+    interrupts = Interrupts(progress, options.grace)
+    try:
+        async with client:
+            job = Job(client, rows, tally, progress, ledger, output)
+            interrupts.install()
+            broken = await _drive(job, interrupts, tally, progress, count_rows)
+    finally:
+        interrupts.remove()
+        output.close()
+        await session.close()
+    code = _finish(job.outcome(), interrupts.interrupted, broken, tally, options, progress)
+    if resume_command and (code == EXIT_INTERRUPTED or broken is not None):
+        print(f"To resume: {resume_command}", file=sys.stderr, flush=True)
+    return code, tally
+
+
+def _starting_ledger(options: JobOptions, progress: Progress) -> Ledger:
+    ledger, cut = open_ledger(
+        options.output,
+        resume=options.resume,
+        retry_failed=options.retry_failed,
+        overwrite=options.overwrite,
+    )
+    if cut:
+        progress.say(f"resume: cut off a partial last line ({cut} bytes) from OUTPUT")
+    return ledger
+
+
+async def _drive(
+    job: Job,
+    interrupts: Interrupts,
+    tally: Tally,
+    progress: Progress,
+    count_rows: Callable[[], int] | None,
+) -> OSError | None:
+    """Run *job* with progress until it ends or is interrupted; an OSError that broke it."""
+    counter = None
+    if count_rows is not None:
+        counter = asyncio.ensure_future(asyncio.to_thread(count_rows))
+        counter.add_done_callback(lambda f: _set_total(tally, f))
+    progress.start(tally)
+    ticker = asyncio.create_task(tick(progress, tally))
+    runner = asyncio.create_task(job.run())
+    interrupts.watch(job, runner)
+    try:
+        await runner
+    except asyncio.CancelledError:
+        if not interrupts.interrupted:
+            raise
+    except OSError as exc:
+        # INPUT became unreadable or OUTPUT unwritable half-way: what was written stands,
+        # and a resume picks up the rest.
+        return exc
+    finally:
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+        if counter is not None and not counter.done():
+            counter.cancel()
+        progress.stop(tally)
+    return None
+
+
+def _set_total(tally: Tally, future: asyncio.Future[int]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        tally.total = future.result()
+
+
+def _finish(
+    outcome: Outcome,
+    interrupted: bool,
+    broken: OSError | None,
+    tally: Tally,
+    options: JobOptions,
+    progress: Progress,
+) -> int:
+    """Print the summary; the exit status of a job that ended with *outcome*."""
+    if outcome.mismatch is not None:
+        raise UsageError(
+            f"OUTPUT holds a different row for input line {outcome.mismatch}: it was written "
+            "from another INPUT; use a new OUTPUT (or --overwrite) for this one"
+        )
+    stopped_early = interrupted and (not outcome.exhausted or outcome.in_flight > 0)
+    print_summary(
+        tally, options.label, options.output, interrupted=stopped_early or broken is not None
+    )
+    if broken is not None:
+        progress.say(f"stopped: {type(broken).__name__}: {broken.strerror or broken}")
+        return EXIT_FAILED
+    if stopped_early:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if tally.failed + tally.previous_failed else EXIT_OK

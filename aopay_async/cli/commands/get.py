@@ -1,0 +1,53 @@
+# `aopay-async get`: one lookup, the credit history as indented JSON on stdout. An API
+# failure is one line on stderr (exit 1), rendered from the same fields as an output
+# file's error record. It must never print the history anywhere but stdout.
+"""``aopay-async get --cibil-id ID``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import msgspec
+
+from aopay_async._errors import AOPayError, InvalidRequestError
+from aopay_async.cli._options import add_client_flags, add_loop_flag, make_client, run_in_loop
+from aopay_async.cli._output import ENCODE, describe_error
+from aopay_async.cli._status import EXIT_FAILED, EXIT_OK
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "get",
+        allow_abbrev=False,
+        help="look up one customer, JSON to stdout",
+        description="Look up one customer's credit history and print it as JSON.",
+    )
+    parser.add_argument("--cibil-id", required=True, metavar="ID")
+    parser.add_argument("--client-order-id", default=None, metavar="ID")
+    add_client_flags(parser)
+    add_loop_flag(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_in_loop(_get(args), args.loop)
+
+
+async def _get(args: argparse.Namespace) -> int:
+    async with make_client(args) as client:
+        try:
+            history = await client.get_credit_history(
+                cibil_id=args.cibil_id, client_order_id=args.client_order_id
+            )
+        except InvalidRequestError:
+            raise
+        except AOPayError as exc:
+            print(describe_error(exc), file=sys.stderr)
+            return EXIT_FAILED
+    sys.stdout.buffer.write(msgspec.json.format(ENCODE(history), indent=2) + b"\n")
+    sys.stdout.flush()
+    return EXIT_OK

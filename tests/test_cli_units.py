@@ -1,0 +1,99 @@
+"""Unit tests of the command-line package's pure parts (no subprocess, no server).
+
+The end-to-end runs are in ``test_cli.py``; these pin the decisions and the one output
+schema that those runs rely on.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from aopay_async import BulkResult, CreditHistoryRequest, ServerError
+from aopay_async.cli import build_parser
+from aopay_async.cli._input import Row
+from aopay_async.cli._job import Verdict, judge
+from aopay_async.cli._ledger import Ledger
+from aopay_async.cli._output import bad_row_record, describe_error, result_record
+
+
+def _ledger(*entries: tuple[int, bool, str]) -> Ledger:
+    ledger = Ledger()
+    for line, ok, cibil_id in entries:
+        ledger.add(line, ok, cibil_id)
+    return ledger
+
+
+@pytest.mark.parametrize(
+    ("row", "ledger", "kind"),
+    [
+        (Row(2, "CUST1"), _ledger(), "send"),
+        (Row(2, problem="not valid JSON"), _ledger(), "bad"),
+        (Row(2, ""), _ledger(), "bad"),
+        (Row(2, "X" * 80), _ledger(), "bad"),
+        (Row(2, "CUST1"), _ledger((2, True, "CUST1")), "skip"),
+        (Row(2, "CUST1"), _ledger((2, False, "CUST1")), "skip"),
+        (Row(2, "CUST1"), _ledger((2, True, "OTHER")), "mismatch"),
+        (Row(3, "CUST1"), _ledger((2, True, "OTHER")), "send"),
+    ],
+)
+def test_judge_sends_skips_refuses_or_stops(row: Row, ledger: Ledger, kind: str) -> None:
+    """Each row gets exactly one verdict: send it, write it as bad, skip it, or stop."""
+    verdict = judge(row, ledger)
+    got = {
+        "send": verdict.request is not None,
+        "bad": verdict.problem is not None,
+        "mismatch": verdict.mismatch,
+    }
+    expected = {k: k == kind for k in got}
+    assert got == expected
+    if kind == "skip":
+        assert verdict == Verdict()
+
+
+def test_bad_rows_and_failed_rows_share_one_schema() -> None:
+    """A bad input row's line has exactly the keys (and error keys) of an API failure's line."""
+    failed = result_record(
+        7,
+        BulkResult(
+            CreditHistoryRequest("CUST1", "o-1"),
+            error=ServerError("down", status_code=503, attempts=2),
+            attempts=2,
+            elapsed=0.25,
+        ),
+    )
+    bad = bad_row_record(8, "", None, "line 8: cibil_id must not be empty")
+    assert failed.keys() == bad.keys()
+    assert failed["error"].keys() == bad["error"].keys()
+    expected = {"type": "ServerError", "message": "down", "status": 503, "code": None}
+    assert failed["error"] == expected
+    assert bad["ok"] is False
+    assert bad["attempts"] == 0
+    assert bad["error"]["type"] == "InvalidRequestError"
+    assert failed["elapsed_ms"] == 250.0
+
+
+def test_bad_row_cells_that_are_not_utf8_are_written_replaced() -> None:
+    """Lone surrogates from undecodable input become U+FFFD, so the line is valid JSON."""
+    bad = bad_row_record(3, "BAD\udcff", ["not", "a", "scalar"], "line 3: bad")
+    assert bad["cibil_id"] == "BAD\ufffd"
+    assert bad["client_order_id"] is None
+
+
+def test_the_terminal_error_line_renders_the_record_fields() -> None:
+    """`get`'s one-line error carries the same type and status as the output record."""
+    error = ServerError("down", status_code=503, attempts=2, client_order_id="o-9")
+    assert describe_error(error) == (
+        "error: ServerError: down (HTTP 503, 2 attempts, client_order_id o-9)"
+    )
+
+
+@pytest.mark.parametrize("command", ["get", "bulk", "demo", "sandbox"])
+def test_every_command_dispatches_through_set_defaults(command: str) -> None:
+    """Each subcommand's parser sets `run` to its own module's run(args)."""
+    parser = build_parser("aopay-async", with_sandbox=False)
+    extra = {"get": ["--cibil-id", "X"], "bulk": ["in.csv", "-o", "out.jsonl"]}
+    args = parser.parse_args([command, *extra.get(command, [])])
+    assert isinstance(args, argparse.Namespace)
+    assert args.run.__module__ == f"aopay_async.cli.commands.{command}"
