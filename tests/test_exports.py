@@ -5,8 +5,10 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.resources
+import pickle
 import subprocess
 import sys
+import traceback
 import types
 from pathlib import Path
 
@@ -63,10 +65,62 @@ def test_every_public_attribute_is_in_all() -> None:
 
 @pytest.mark.parametrize("name", sorted(PUBLIC))
 def test_exported_members_claim_the_package(name: str) -> None:
-    """Each public class says it lives in ``aopay_async`` or one of its private modules."""
+    """Each public name says it lives in ``aopay_async`` itself: tracebacks show no private path."""
     member = getattr(aopay_async, name)
-    assert member.__module__.startswith("aopay_async")
+    assert member.__module__ == "aopay_async"
+    assert f"{member.__module__}.{member.__qualname__}" == f"aopay_async.{name}"
     assert member.__doc__, f"{name} has no docstring"
+
+
+def test_a_raised_error_names_the_package_in_its_traceback() -> None:
+    """The last line of a traceback reads ``aopay_async.RateLimitError: …``."""
+    try:
+        raise aopay_async.RateLimitError("slow down", status_code=429)
+    except aopay_async.RateLimitError as error:
+        last = traceback.format_exception(error)[-1]
+    assert last == "aopay_async.RateLimitError: slow down\n"
+
+
+def test_annotations_still_resolve_in_a_fresh_interpreter() -> None:
+    """With the module claimed, type hints and msgspec's type info still resolve for every name.
+
+    Both evaluate string annotations in the module a class names as its own; a fresh interpreter
+    proves no earlier decoder had them cached.
+    """
+    code = (
+        "import typing, msgspec, aopay_async\n"
+        "names = [getattr(aopay_async, n) for n in aopay_async.__all__]\n"
+        "for member in names: typing.get_type_hints(member)\n"
+        "structs = [m for m in names if issubclass(m, msgspec.Struct)]\n"
+        "msgspec.inspect.multi_type_info(structs)\n"
+        "request = msgspec.json.decode(\n"
+        '    b\'{"cibil_id": "1"}\', type=aopay_async.CreditHistoryRequest\n'
+        ")\n"
+        "print(len(structs), request.cibil_id)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["7", "1"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        aopay_async.InvalidRequestError("bad cibil_id", attempts=0),
+        aopay_async.CreditHistoryRequest(cibil_id="123", client_order_id="ord-1"),
+        aopay_async.CreditAge(text="1 Years 2 Months", months=14),
+    ],
+    ids=["error", "request", "model"],
+)
+def test_public_values_pickle_through_the_package_path(value: object) -> None:
+    """Pickle finds a claimed class at ``aopay_async.<name>`` and restores an equal value."""
+    data = pickle.dumps(value)
+    assert b"aopay_async._" not in data
+    restored = pickle.loads(data)
+    assert type(restored) is type(value)
+    assert repr(restored) == repr(value)
 
 
 def test_version_is_a_release_string() -> None:
