@@ -21,6 +21,7 @@ from ._errors import (
     APITimeoutError,
     AuthenticationError,
     InvalidRequestError,
+    RateLimiterError,
     RateLimitError,
     ResponseDecodeError,
     ServerError,
@@ -35,6 +36,7 @@ from ._models import (
     CreditUtilization,
     UserInfo,
 )
+from ._redis import RedisLimiter
 
 __all__ = [
     "AOPayClient",
@@ -53,6 +55,8 @@ __all__ = [
     "CreditUtilization",
     "InvalidRequestError",
     "RateLimitError",
+    "RateLimiterError",
+    "RedisLimiter",
     "ResponseDecodeError",
     "ServerError",
     "UserInfo",

@@ -16,7 +16,8 @@ a request.
     │   ├── RateLimitError                      429: .retry_after (seconds or None)
     │   └── ServerError                         >= 500
     ├── APIResponseError                        2xx whose body reports failure: .code, .message
-    └── ResponseDecodeError                     not JSON, not the documented shape, or too large
+    ├── ResponseDecodeError                     not JSON, not the documented shape, or too large
+    └── RateLimiterError                        a shared limiter (Redis) failed; nothing was sent
 
 Every error carries ``.attempts`` (how many HTTP attempts were sent for the call) and
 ``.client_order_id`` (the id every attempt of the call used; ``None`` when nothing was sent).
@@ -36,6 +37,7 @@ __all__ = [
     "AuthenticationError",
     "InvalidRequestError",
     "RateLimitError",
+    "RateLimiterError",
     "ResponseDecodeError",
     "ServerError",
     "redact",
@@ -171,6 +173,15 @@ class APIResponseError(AOPayError):
 
 class ResponseDecodeError(AOPayError):
     """The body is not JSON, not the documented shape, or larger than ``max_response_bytes``."""
+
+
+class RateLimiterError(AOPayError):
+    """A shared rate limiter (Redis) could not be reached or failed; nothing was sent.
+
+    Retryable within the call's deadline, like a connection error: the limiter may be back
+    on the next attempt. A ``RedisLimiter`` given ``fallback=`` uses that limiter instead of
+    raising this.
+    """
 
 
 _STATUS_MESSAGES: Mapping[int, str] = {

@@ -7,7 +7,7 @@ failure, so retries cost nothing when nothing fails.
 
 Rules (see ../shared/spec/api.md):
 - retried: connection errors and resets before a complete response, attempt timeouts,
-  HTTP 408, 429, 500, 502, 503, 504;
+  HTTP 408, 429, 500, 502, 503, 504, and a shared limiter (Redis) that failed (nothing was sent);
 - never retried: other statuses, an error the API reports in a 2xx body, a body that
   fails to decode, cancellation;
 - wait before retry n (n = 0 for the first retry): ``uniform(0, min(cap, base * 2**n))``,
@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
-from ._errors import APIConnectionError, APIStatusError
+from ._errors import APIConnectionError, APIStatusError, RateLimiterError
 
 __all__ = [
     "RETRYABLE_STATUSES",
@@ -48,7 +48,7 @@ Uniform = Callable[[float, float], float]
 
 def is_retryable(exc: BaseException) -> bool:
     """True when another attempt of the same request may succeed where *exc* failed."""
-    if isinstance(exc, APIConnectionError):  # includes APITimeoutError
+    if isinstance(exc, APIConnectionError | RateLimiterError):  # incl. APITimeoutError
         return True
     if isinstance(exc, APIStatusError):
         return exc.status_code in RETRYABLE_STATUSES

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
+# The real redis-server of the RedisLimiter tests (a session fixture; see _redis_server.py).
+from _redis_server import redis_server  # noqa: F401 - a fixture, found by its name
 from aiohttp import web
 
 from aopay_async._client import PATH

@@ -39,6 +39,8 @@ PUBLIC = {
     "ServerError",
     "APIResponseError",
     "ResponseDecodeError",
+    "RateLimiterError",
+    "RedisLimiter",
 }
 
 
@@ -188,6 +190,7 @@ PURE_MODULES = [
     "aopay_async._errors",
     "aopay_async._models",
     "aopay_async._limiter",
+    "aopay_async._redis",
 ]
 
 

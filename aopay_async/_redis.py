@@ -1,0 +1,375 @@
+"""RedisLimiter: one rate limit shared exactly by every process on every host (extra ``[redis]``).
+
+This module owns the fleet-wide limiter: the GCRA script that runs inside Redis, its pure
+Python mirror (:func:`gcra_reserve`, the same integer arithmetic, tested as a table), and
+the client side that runs the script once per attempt and sleeps the wait it returns.
+
+It must never:
+- import redis at module level (``import aopay_async`` works without redis-py; a test
+  proves ``redis`` stays out of ``sys.modules``);
+- read a client clock for the limit: time is Redis's ``TIME``, read inside the script, so
+  hosts whose clocks disagree still share one grid (clock skew is the known failure of
+  limiters that send the client's time);
+- reload the script on anything but an explicit ``NOSCRIPT`` reply: after a timeout the
+  script may have run, and running it again reserves a second slot;
+- hand a reserved slot back: the script reserves atomically; a caller cancelled while it
+  sleeps simply wastes its slot (one start fewer, never one too many);
+- put a credential in a key, a log line or an error (the default key is a hash of the
+  company code, :meth:`RedisLimiter.default_key`), or the URL (it may hold a password).
+
+Why integer microseconds: Redis ``TIME`` is microseconds, a Lua number is a double (exact to
+2**53 µs, ~285 years), and integer arithmetic lets the Python mirror agree with the script
+bit for bit. The interval is ``ceil(1e6 / rate)`` µs, rounded up so the fleet is never
+faster than asked; the cap of 10,000/s keeps that rounding under 1%.
+
+Cost, measured by benchmarks/bench_fleet.py: one round trip per attempt (EVALSHA), a few
+tens of µs on loopback; see the README's "Fleet" section for the figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import re
+from typing import TYPE_CHECKING, Any
+
+from ._errors import InvalidRequestError, RateLimiterError
+from ._limiter import RateLimiter
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis, RedisCluster
+
+__all__ = [
+    "GCRA_SCRIPT",
+    "MAX_RATE",
+    "RedisLimiter",
+    "gcra_reserve",
+    "interval_us",
+    "redis_key",
+]
+
+logger = logging.getLogger("aopay_async.redis")
+
+#: Above this many attempts per second the µs grid would round the rate off by over 1%.
+MAX_RATE = 10_000.0
+#: The largest burst accepted (a bigger one is no limit at all for this API).
+MAX_BURST = 100_000
+#: How long the state outlives its last reservation, in ms (past that it equals "no state").
+EXPIRY_MARGIN_MS = 1000
+#: With a fallback in use, how often (seconds) a caller tries Redis again.
+RECHECK_SECONDS = 1.0
+
+_KEY_OK = re.compile(r"[!-~]{1,200}")  # printable ASCII, no space
+_DEFAULT_KEY_DOMAIN = b"aopay_async rate limit key v1\x00"
+
+# KEYS[1]: the limiter's hash ("{key}:gcra"; the braces are the Redis Cluster hash tag).
+# ARGV[1]: interval in µs, ARGV[2]: burst, ARGV[3]: how long the state outlives its last
+# reservation, in ms (all integers).
+# Returns {0, wait_us, now_us} for a reservation, {1, interval_us, burst} when the key is in
+# use with other settings (nothing reserved). Every number is a whole number of µs.
+GCRA_SCRIPT = """\
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local state = redis.call('HMGET', KEYS[1], 'tat', 'interval', 'burst')
+if state[2] and (tonumber(state[2]) ~= interval or tonumber(state[3]) ~= burst) then
+  return {1, tonumber(state[2]), tonumber(state[3])}
+end
+local tat = now
+if state[1] then
+  tat = tonumber(state[1])
+  if tat < now then tat = now end
+end
+local start = tat - (burst - 1) * interval
+if start < now then start = now end
+local new_tat = tat + interval
+redis.call('HSET', KEYS[1], 'tat', string.format('%.0f', new_tat),
+           'interval', ARGV[1], 'burst', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], math.ceil((new_tat - now) / 1000) + tonumber(ARGV[3]))
+return {0, start - now, now}
+"""
+_SCRIPT_SHA = hashlib.sha1(GCRA_SCRIPT.encode()).hexdigest()
+
+
+def gcra_reserve(now: int, tat: int | None, interval: int, burst: int) -> tuple[int, int]:
+    """The script's decision in pure Python: ``(start, new_tat)`` in integer µs.
+
+    *now* is the Redis clock, *tat* the stored theoretical arrival time (None: no state).
+    The caller may start at *start* (>= *now*); *new_tat* is stored for the next caller.
+    Same rule as :meth:`TokenBucket.reserve`: a slot on a fixed grid of *interval*, with
+    ``burst - 1`` intervals of tolerance, so any window of T µs holds at most
+    ``burst + floor(T / interval)`` starts.
+    """
+    if tat is None or tat < now:
+        tat = now
+    start = tat - (burst - 1) * interval
+    if start < now:
+        start = now
+    return start, tat + interval
+
+
+def interval_us(rate: float) -> int:
+    """The grid step in whole µs for *rate* per second, rounded up (never faster)."""
+    return max(1, math.ceil(1_000_000 / rate))
+
+
+def redis_key(key: str) -> str:
+    """The Redis key that holds *key*'s state; ``{key}`` is the Redis Cluster hash tag."""
+    return "{" + key + "}:gcra"
+
+
+def _check_settings(key: object, rate: object, burst: object) -> None:
+    if not isinstance(key, str) or not _KEY_OK.fullmatch(key) or "{" in key or "}" in key:
+        raise InvalidRequestError(
+            "key must be 1-200 printable ASCII characters without spaces or braces "
+            "(RedisLimiter.default_key(company_code) derives one)"
+        )
+    if isinstance(rate, bool) or not isinstance(rate, int | float):
+        raise InvalidRequestError(f"rate must be a number, not {type(rate).__name__}")
+    if not math.isfinite(rate) or rate <= 0 or rate > MAX_RATE:
+        raise InvalidRequestError(
+            f"rate must be above 0 and at most {MAX_RATE:g} per second, not {rate!r}"
+        )
+    if isinstance(burst, bool) or not isinstance(burst, int):
+        raise InvalidRequestError(f"burst must be an int, not {type(burst).__name__}")
+    if not 1 <= burst <= MAX_BURST:
+        raise InvalidRequestError(f"burst must be between 1 and {MAX_BURST}, not {burst!r}")
+
+
+def _redis_module() -> Any:
+    try:
+        import redis.asyncio
+        import redis.exceptions
+    except ImportError as exc:
+        raise ImportError("RedisLimiter needs redis-py: pip install 'aopay-async[redis]'") from exc
+    return redis
+
+
+class RedisLimiter:
+    """A GCRA limiter whose state lives in Redis: one rate shared by every process using *key*.
+
+    Every process on every host that uses the same *key* with the same *rate* and *burst*
+    together starts at most ``burst + rate*T`` attempts in any T seconds (as seen at Redis;
+    at the API within network jitter), and the long-run rate is *rate* (within the µs
+    rounding, well under 1%).
+
+    ``acquire()`` costs one round trip (EVALSHA): the script reads Redis ``TIME``, reserves
+    the next slot atomically and returns the wait, which the caller sleeps. **Cancellation**:
+    a caller cancelled while it waits for the reply or sleeps has reserved (or may have
+    reserved) a slot; that slot is wasted, never given back and never reused, so
+    cancellations can slow the fleet but never let it exceed the rate.
+
+    Redis unreachable or failing: ``acquire()`` raises :class:`RateLimiterError` (nothing was
+    sent; the client retries it within the deadline), unless *fallback* is a local limiter
+    (e.g. ``TokenBucket(rate / processes, burst)``): then that one is used meanwhile, one
+    WARNING on the ``aopay_async.redis`` logger per outage, Redis tried again at most once a
+    second, and an INFO line when it is back. A key in use with other settings is an
+    :class:`InvalidRequestError`, whatever the fallback.
+
+    The state expires about a second after its last reservation; a Redis restart without
+    persistence forgets it (one fresh burst at most).
+    """
+
+    __slots__ = (
+        "_burst",
+        "_down_since",
+        "_errors",
+        "_fallback",
+        "_interval",
+        "_key",
+        "_next_try",
+        "_owned",
+        "_rate",
+        "_redis",
+        "_redis_key",
+    )
+
+    def __init__(
+        self,
+        redis_client: Redis | RedisCluster,
+        *,
+        key: str,
+        rate: float,
+        burst: int = 1,
+        fallback: RateLimiter | None = None,
+    ) -> None:
+        module = _redis_module()
+        _check_settings(key, rate, burst)
+        if fallback is not None and not isinstance(fallback, RateLimiter):
+            raise InvalidRequestError("fallback must have an async acquire() method")
+        self._redis: Any = redis_client
+        self._owned = False
+        self._key = key
+        self._redis_key = redis_key(key)
+        self._rate = float(rate)
+        self._burst = burst
+        self._interval = interval_us(self._rate)
+        self._fallback = fallback
+        self._errors: tuple[type[BaseException], ...] = (module.exceptions.RedisError, OSError)
+        self._down_since: float | None = None
+        self._next_try = 0.0
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        key: str,
+        rate: float,
+        burst: int = 1,
+        fallback: RateLimiter | None = None,
+        timeout: float = 1.0,
+    ) -> RedisLimiter:
+        """Connect lazily to the Redis at *url* (``redis://``, ``rediss://``, ``unix://``).
+
+        The connection is the limiter's own, closed by :meth:`aclose`. *timeout* bounds each
+        connect and each reply in seconds. redis-py's own retry is limited to one immediate
+        reconnect after a connection error (a stale pooled connection after a Redis
+        restart), never after a timeout.
+        """
+        module = _redis_module()
+        _check_settings(key, rate, burst)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise InvalidRequestError(f"timeout must be a number above 0, not {timeout!r}")
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        client = module.asyncio.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1, supported_errors=(module.exceptions.ConnectionError,)),
+        )
+        limiter = cls(client, key=key, rate=rate, burst=burst, fallback=fallback)
+        limiter._owned = True
+        return limiter
+
+    @staticmethod
+    def default_key(company_code: str) -> str:
+        """The key the command line uses when none is given: ``aopay:`` + a hash of the code.
+
+        SHA-256 over a fixed prefix and the company code, first 20 hex digits: the same code
+        gives the same key on every host, and the key never contains the code itself. (A
+        company code is short: a key can confirm a guess of it, so give ``key=`` yourself
+        where that matters.)
+        """
+        digest = hashlib.sha256(_DEFAULT_KEY_DOMAIN + company_code.encode()).hexdigest()
+        return "aopay:" + digest[:20]
+
+    @property
+    def key(self) -> str:
+        """The shared key (the Redis key is ``{key}:gcra``)."""
+        return self._key
+
+    @property
+    def rate(self) -> float:
+        """Attempts per second, fleet-wide."""
+        return self._rate
+
+    @property
+    def burst(self) -> int:
+        """The bucket's capacity, fleet-wide."""
+        return self._burst
+
+    async def acquire(self) -> None:
+        """Wait until this caller's fleet-wide slot comes (see the class for failures)."""
+        fallback = self._fallback
+        if (
+            fallback is not None
+            and self._down_since is not None
+            and asyncio.get_running_loop().time() < self._next_try
+        ):
+            await fallback.acquire()
+            return
+        try:
+            wait, _ = await self._reserve()
+        except RateLimiterError:
+            if fallback is None:
+                raise
+            await fallback.acquire()
+            return
+        if wait > 0:
+            await asyncio.sleep(wait / 1_000_000)
+
+    async def _reserve(self) -> tuple[int, int]:
+        """Run the script once: ``(wait_us, now_us)``, both on the Redis clock."""
+        try:
+            reply = await self._run_script()
+        except self._errors as exc:
+            self._failed(type(exc).__name__)
+            raise RateLimiterError(
+                f"the shared rate limiter's Redis failed ({type(exc).__name__}); nothing was sent"
+            ) from exc
+        if (
+            not isinstance(reply, list)
+            or len(reply) != 3
+            or not all(isinstance(v, int) for v in reply)
+        ):
+            self._failed("unexpected reply")
+            raise RateLimiterError(
+                "the shared rate limiter's Redis gave an unexpected reply; nothing was sent"
+            )
+        if reply[0] == 1:
+            raise InvalidRequestError(
+                f"the rate limit key {self._key!r} is in use with rate="
+                f"{1_000_000 / reply[1]:g}/s burst={reply[2]} by another process, and this "
+                f"limiter has rate={self._rate:g}/s burst={self._burst}: give every process "
+                "the same settings, or use another key"
+            )
+        if self._down_since is not None:
+            loop = asyncio.get_running_loop()
+            logger.info(
+                "the shared rate limiter's Redis is back after %.1fs",
+                loop.time() - self._down_since,
+            )
+            self._down_since = None
+        return reply[1], reply[2]
+
+    async def _run_script(self) -> Any:
+        args = (self._redis_key, self._interval, self._burst, EXPIRY_MARGIN_MS)
+        try:
+            return await self._redis.evalsha(_SCRIPT_SHA, 1, *args)
+        except self._errors[0] as exc:
+            if not _is_noscript(exc):
+                raise
+        # The script cache was emptied (SCRIPT FLUSH, a restart, a failover): EVAL sends the
+        # script, runs it and caches it again, still one round trip.
+        return await self._redis.eval(GCRA_SCRIPT, 1, *args)
+
+    def _failed(self, what: str) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._next_try = now + RECHECK_SECONDS
+        if self._down_since is not None:
+            return
+        self._down_since = now
+        if self._fallback is not None:
+            then = f"using the fallback limiter {self._fallback!r} until it is back"
+        else:
+            then = "calls fail with RateLimiterError until it is back"
+        logger.warning("the shared rate limiter's Redis failed (%s); %s", what, then)
+
+    async def aclose(self) -> None:
+        """Close the connection if :meth:`from_url` opened it; a caller's client stays open."""
+        if self._owned:
+            self._owned = False
+            await self._redis.aclose()
+
+    async def __aenter__(self) -> RedisLimiter:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"RedisLimiter(key={self._key!r}, rate={self._rate:g}, burst={self._burst})"
+
+
+def _is_noscript(exc: BaseException) -> bool:
+    # redis-py raises NoScriptError for a NOSCRIPT reply; a cluster or proxy may pass the
+    # plain ResponseError through, so the reply's text is checked too.
+    name = type(exc).__name__
+    return name == "NoScriptError" or str(exc).startswith("NOSCRIPT")
