@@ -5,7 +5,7 @@ the time left): no awaiting, no sockets, no clock reads unless a clock is passed
 client runs a call's first attempt outside tenacity and only builds :func:`retrying` after a
 failure, so retries cost nothing when nothing fails.
 
-Rules (see ../shared/spec/api.md):
+Rules (the README, "Retries, rate limit, deadline"):
 - retried: connection errors and resets before a complete response, attempt timeouts,
   HTTP 408, 429, 500, 502, 503, 504, and a shared limiter (Redis) that failed (nothing was sent);
 - never retried: other statuses, an error the API reports in a 2xx body, a body that

@@ -20,7 +20,7 @@ from aopay_async import (
 )
 from aopay_async._errors import BODY_PREVIEW_CHARS, redact, status_error
 
-#: (class, its parent in the tree drawn in spec/api.md)
+#: (class, its parent in the tree drawn in the README, "Errors")
 TREE: list[tuple[type[BaseException], type[BaseException]]] = [
     (AOPayError, Exception),
     (InvalidRequestError, AOPayError),

@@ -6,6 +6,7 @@ import ast
 import importlib
 import importlib.resources
 import pickle
+import re
 import subprocess
 import sys
 import traceback
@@ -18,7 +19,7 @@ import aopay_async
 
 PACKAGE_DIR = Path(aopay_async.__file__).parent
 
-#: The contract's import surface (spec/api.md, "Import surface").
+#: The import surface: exactly the names the README documents.
 PUBLIC = {
     "AOPayClient",
     "CreditHistory",
@@ -176,6 +177,30 @@ def test_the_finder_sees_an_import_back_up(tmp_path: Path) -> None:
     module = tmp_path / "_bad.py"
     module.write_text("from . import __version__\nfrom aopay_async import AOPayClient\n")
     assert _imports_of_package_init(module) == ["_bad.py:1", "_bad.py:2"]
+
+
+#: A path outside the repository (and the wheel): docs cite the README, which users do see.
+_UNSHIPPED_SPEC = re.compile(r"shared/spec|spec/(?:api|design|style)\.md")
+
+
+def test_no_source_cites_a_spec_outside_the_repository() -> None:
+    """Package, tests and benchmarks cite the README, never ``../shared/spec/*.md``."""
+    root = Path(__file__).resolve().parent.parent
+    sources = [
+        path
+        for folder in ("aopay_async", "tests", "benchmarks")
+        for path in sorted((root / folder).rglob("*.py"))
+        if path != Path(__file__).resolve()
+    ]
+    assert len(sources) > 20
+    cited = [
+        f"{path.relative_to(root)}:{number}"
+        for path in sources
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if _UNSHIPPED_SPEC.search(line)
+    ]
+    assert cited == []
+    assert _UNSHIPPED_SPEC.search("Rules (see ../shared/spec/api.md):")
 
 
 def test_py_typed_is_shipped() -> None:
