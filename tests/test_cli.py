@@ -9,15 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
+from _cli_helpers import (
+    CREDENTIALS,
+    RUN_TIMEOUT,
+    append_bytes,
+    assert_exactly_once,
+    assert_no_customer_data,
+    cli_env,
+    make_ids,
+    read_output,
+    run_cli,
+    start_cli,
+    write_csv,
+)
 
 from aopay_async.cli import main
 from aopay_async.cli._ledger import load_ledger
@@ -25,105 +34,17 @@ from aopay_async.cli._summary import LatencyHistogram
 from aopay_async.cli.commands.bulk import resume_command
 from aopay_async.testing import SandboxServer
 
-REPO = Path(__file__).resolve().parent.parent
-CREDENTIALS = {"AOPAY_COMPANY_CODE": "CMP1045", "AOPAY_REGISTRATION_ID": "AOP-554"}
-#: How long any one CLI run may take before the test gives up on it.
-RUN_TIMEOUT = 60.0
-
-
-@dataclass
-class Ran:
-    """A finished CLI run."""
-
-    code: int
-    stdout: str
-    stderr: str
-
-
-def _env(server: SandboxServer | None = None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AOPAY_")}
-    env.update(CREDENTIALS)
-    if server is not None:
-        env["AOPAY_BASE_URL"] = server.url
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env.update(extra)
-    return env
-
-
-async def _start(*args: str, env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "aopay_async",
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=cwd,
-    )
-
-
-async def run_cli(*args: str, env: dict[str, str], cwd: Path, stdin: bytes | None = None) -> Ran:
-    """Run ``python -m aopay_async ARGS`` to its end."""
-    proc = await _start(*args, env=env, cwd=cwd)
-    out, err = await asyncio.wait_for(proc.communicate(stdin), RUN_TIMEOUT)
-    assert proc.returncode is not None
-    return Ran(proc.returncode, out.decode(), err.decode())
-
-
-def write_csv(path: Path, ids: list[str], *, order_ids: bool = False) -> Path:
-    """A CSV with a header and one row per id (line numbers start at 2)."""
-    lines = ["cibil_id,client_order_id" if order_ids else "cibil_id"]
-    for i, cid in enumerate(ids):
-        lines.append(f"{cid},ord-{i}" if order_ids else cid)
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def read_output(path: Path) -> list[dict[str, Any]]:
-    """Every output line, parsed; fails on a line that is not complete JSON."""
-    data = path.read_bytes()
-    assert data == b"" or data.endswith(b"\n"), "the output ends in a partial line"
-    return [json.loads(line) for line in data.splitlines()]
-
-
-def assert_exactly_once(records: list[dict[str, Any]], lines: range | list[int]) -> None:
-    """Every expected input line appears in exactly one output record."""
-    counts = Counter(r["line"] for r in records)
-    duplicates = {line: n for line, n in counts.items() if n > 1}
-    assert not duplicates, f"lines written more than once: {sorted(duplicates)[:10]}"
-    assert sorted(counts) == list(lines)
-
-
-def _append(path: Path, data: bytes) -> None:
-    with open(path, "ab") as f:
-        f.write(data)
-
-
-def _ids(n: int, prefix: str = "CUST") -> list[str]:
-    return [f"{prefix}{i:05d}" for i in range(n)]
-
-
-def assert_no_customer_data(text: str, ids: list[str]) -> None:
-    """None of the cibil ids (or the synthetic names) leaks into human output."""
-    leaked = [cid for cid in ids if cid and cid in text]
-    assert not leaked, f"cibil ids printed: {leaked[:3]}"
-    for word in ("first_name", "mobile_number", "cibil_score", "account_number"):
-        assert word not in text
-
-
 # -- a whole run ---------------------------------------------------------------------------
 
 
 async def test_bulk_csv_writes_one_line_per_row_and_a_summary(tmp_path: Path) -> None:
     """A clean run: every row once in OUTPUT, exit 0, a summary, no customer data printed."""
-    ids = _ids(60)
+    ids = make_ids(60)
     src = write_csv(tmp_path / "in.csv", ids)
     out = tmp_path / "out.jsonl"
     async with SandboxServer() as server:
         ran = await run_cli(
-            "bulk", str(src), "-o", str(out), "--rate", "none", env=_env(server), cwd=tmp_path
+            "bulk", str(src), "-o", str(out), "--rate", "none", env=cli_env(server), cwd=tmp_path
         )
     assert ran.code == 0, ran.stderr
     records = read_output(out)
@@ -159,7 +80,7 @@ async def test_failures_and_bad_rows_give_exit_1_and_are_reported(tmp_path: Path
     async with SandboxServer(scripts={"DOWN1": ["503", "*"]}, retry_after=0) as server:
         ran = await run_cli(
             "bulk", str(src), "-o", str(out), "--rate", "none", "--max-retries", "1",
-            env=_env(server), cwd=tmp_path,
+            env=cli_env(server), cwd=tmp_path,
         )  # fmt: skip
     assert ran.code == 1, ran.stderr
     records = {r["line"]: r for r in read_output(out)}
@@ -195,7 +116,7 @@ async def test_bad_row_warnings_stop_after_the_limit(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     async with SandboxServer() as server:
         ran = await run_cli(
-            "bulk", str(src), "-o", str(out), "--quiet", env=_env(server), cwd=tmp_path
+            "bulk", str(src), "-o", str(out), "--quiet", env=cli_env(server), cwd=tmp_path
         )
         assert server.stats.requests == 0
     assert ran.code == 1, ran.stderr
@@ -220,7 +141,7 @@ async def test_jsonl_from_stdin(tmp_path: Path) -> None:
     async with SandboxServer() as server:
         ran = await run_cli(
             "bulk", "-", "-o", str(out), "--rate", "none",
-            env=_env(server), cwd=tmp_path, stdin="\n".join(lines).encode(),
+            env=cli_env(server), cwd=tmp_path, stdin="\n".join(lines).encode(),
         )  # fmt: skip
     assert ran.code == 1, ran.stderr
     records = {r["line"]: r for r in read_output(out)}
@@ -232,12 +153,12 @@ async def test_jsonl_from_stdin(tmp_path: Path) -> None:
 
 async def test_plain_progress_lines_when_not_a_terminal(tmp_path: Path) -> None:
     """Not a terminal: periodic plain progress lines with done/total, rate, ok and failed."""
-    src = write_csv(tmp_path / "in.csv", _ids(40))
+    src = write_csv(tmp_path / "in.csv", make_ids(40))
     out = tmp_path / "out.jsonl"
     async with SandboxServer(latency=0.05) as server:
         ran = await run_cli(
             "bulk", str(src), "-o", str(out), "--rate", "none", "--concurrency", "4",
-            "--progress-interval", "0.1", env=_env(server), cwd=tmp_path,
+            "--progress-interval", "0.1", env=cli_env(server), cwd=tmp_path,
         )  # fmt: skip
     assert ran.code == 0, ran.stderr
     progress = [line for line in ran.stderr.splitlines() if line.startswith("bulk: ")]
@@ -250,12 +171,12 @@ async def test_plain_progress_lines_when_not_a_terminal(tmp_path: Path) -> None:
 
 async def test_quiet_prints_no_progress(tmp_path: Path) -> None:
     """--quiet: no progress lines, still the summary."""
-    src = write_csv(tmp_path / "in.csv", _ids(10))
+    src = write_csv(tmp_path / "in.csv", make_ids(10))
     out = tmp_path / "out.jsonl"
     async with SandboxServer(latency=0.05) as server:
         ran = await run_cli(
             "bulk", str(src), "-o", str(out), "--rate", "none", "--quiet",
-            "--progress-interval", "0.1", env=_env(server), cwd=tmp_path,
+            "--progress-interval", "0.1", env=cli_env(server), cwd=tmp_path,
         )  # fmt: skip
     assert ran.code == 0
     assert "bulk: " not in ran.stderr
@@ -269,15 +190,15 @@ async def test_quiet_prints_no_progress(tmp_path: Path) -> None:
 async def test_sigkill_part_way_then_resume_gives_every_row_exactly_once(tmp_path: Path) -> None:
     """Kill -9 a bulk run twice part-way, resume each time: every row in OUTPUT exactly once."""
     n = 600
-    ids = _ids(n)
+    ids = make_ids(n)
     src = write_csv(tmp_path / "in.csv", ids)
     out = tmp_path / "out.jsonl"
     args = ["bulk", str(src), "-o", str(out), "--rate", "none", "--concurrency", "8", "--quiet"]
     async with SandboxServer(latency=(0.005, 0.04), seed=3) as server:
-        env = _env(server)
+        env = cli_env(server)
         for kill_at in (100, 300):
             extra = ["--resume"] if out.exists() else []
-            proc = await _start(*args, *extra, env=env, cwd=tmp_path)
+            proc = await start_cli(*args, *extra, env=env, cwd=tmp_path)
             try:
                 for _ in range(int(RUN_TIMEOUT / 0.01)):
                     if out.exists() and out.read_bytes().count(b"\n") >= kill_at:
@@ -293,7 +214,7 @@ async def test_sigkill_part_way_then_resume_gives_every_row_exactly_once(tmp_pat
             done = out.read_bytes().count(b"\n")
             assert kill_at <= done < n
         # Simulate the worst moment too: a kill in the middle of writing a line.
-        _append(out, b'{"line": 99999, "cibil_id": "CUST0')
+        append_bytes(out, b'{"line": 99999, "cibil_id": "CUST0')
         ran = await run_cli(*args, "--resume", env=env, cwd=tmp_path)
     assert ran.code == 0, ran.stderr
     assert "partial last line" in ran.stderr
@@ -308,12 +229,12 @@ async def test_sigkill_part_way_then_resume_gives_every_row_exactly_once(tmp_pat
 
 async def test_resume_skips_failures_and_retry_failed_redoes_them(tmp_path: Path) -> None:
     """--resume keeps recorded failures; --retry-failed replaces them, still once per row."""
-    ids = _ids(12)
+    ids = make_ids(12)
     src = write_csv(tmp_path / "in.csv", ids)
     out = tmp_path / "out.jsonl"
     flaky = ids[3]
     async with SandboxServer(scripts={flaky: ["503", "*"]}, retry_after=0) as server:
-        env = _env(server)
+        env = cli_env(server)
         args = ["bulk", str(src), "-o", str(out), "--rate", "none", "--max-retries", "0"]
         first = await run_cli(*args, env=env, cwd=tmp_path)
         assert first.code == 1
@@ -333,7 +254,7 @@ async def test_resume_skips_failures_and_retry_failed_redoes_them(tmp_path: Path
 
 async def test_resume_with_given_order_ids_reuses_them(tmp_path: Path) -> None:
     """Rows with a client_order_id keep it across runs; output records hold it."""
-    ids = _ids(5)
+    ids = make_ids(5)
     src = write_csv(tmp_path / "in.csv", ids, order_ids=True)
     out = tmp_path / "out.jsonl"
     # One row recorded already, as a crashed earlier run would have left it.
@@ -343,7 +264,7 @@ async def test_resume_with_given_order_ids_reuses_them(tmp_path: Path) -> None:
     async with SandboxServer() as server:
         ran = await run_cli(
             "bulk", str(src), "-o", str(out), "--resume", "--rate", "none",
-            env=_env(server), cwd=tmp_path,
+            env=cli_env(server), cwd=tmp_path,
         )  # fmt: skip
         seen = set(server.stats.attempts_by_order_id)
     assert ran.code == 0, ran.stderr
@@ -355,13 +276,13 @@ async def test_resume_with_given_order_ids_reuses_them(tmp_path: Path) -> None:
 
 async def test_resume_refuses_an_output_from_another_input(tmp_path: Path) -> None:
     """OUTPUT recorded for different rows: exit 2 with a message, not a silent mix."""
-    src = write_csv(tmp_path / "in.csv", _ids(5))
+    src = write_csv(tmp_path / "in.csv", make_ids(5))
     out = tmp_path / "out.jsonl"
     out.write_text(json.dumps({"line": 3, "cibil_id": "SOMEONE-ELSE", "ok": True}) + "\n")
     async with SandboxServer() as server:
         ran = await run_cli(
             "bulk", str(src), "-o", str(out), "--resume", "--rate", "none",
-            env=_env(server), cwd=tmp_path,
+            env=cli_env(server), cwd=tmp_path,
         )  # fmt: skip
     assert ran.code == 2
     assert "another INPUT" in ran.stderr
@@ -378,12 +299,12 @@ async def test_resume_refuses_an_output_from_another_input(tmp_path: Path) -> No
 async def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path, grace: str) -> None:
     """SIGINT: no new rows, in-flight ones finish or are cancelled, exit 130, a resume command."""
     n = 200
-    src = write_csv(tmp_path / "in.csv", _ids(n))
+    src = write_csv(tmp_path / "in.csv", make_ids(n))
     out = tmp_path / "out.jsonl"
     args = ["bulk", str(src), "-o", str(out), "--rate", "none", "--concurrency", "8"]
     async with SandboxServer(latency=0.1) as server:
-        env = _env(server)
-        proc = await _start(*args, "--grace", grace, "--quiet", env=env, cwd=tmp_path)
+        env = cli_env(server)
+        proc = await start_cli(*args, "--grace", grace, "--quiet", env=env, cwd=tmp_path)
         for _ in range(int(RUN_TIMEOUT / 0.01)):
             if out.exists() and out.read_bytes().count(b"\n") >= 20:
                 break
@@ -415,7 +336,13 @@ async def test_get_prints_the_history_as_json(tmp_path: Path) -> None:
     """`get` prints one customer's history as JSON on stdout."""
     async with SandboxServer() as server:
         ran = await run_cli(
-            "get", "--cibil-id", "ONE-1", "--client-order-id", "o-9", env=_env(server), cwd=tmp_path
+            "get",
+            "--cibil-id",
+            "ONE-1",
+            "--client-order-id",
+            "o-9",
+            env=cli_env(server),
+            cwd=tmp_path,
         )
     assert ran.code == 0, ran.stderr
     body = json.loads(ran.stdout)
@@ -426,7 +353,7 @@ async def test_get_prints_the_history_as_json(tmp_path: Path) -> None:
 async def test_get_failure_exits_1_with_the_error_class(tmp_path: Path) -> None:
     """`get` of a failing lookup: exit 1 and the error class on stderr."""
     async with SandboxServer(scripts={"BAD": ["401", "*"]}) as server:
-        ran = await run_cli("get", "--cibil-id", "BAD", env=_env(server), cwd=tmp_path)
+        ran = await run_cli("get", "--cibil-id", "BAD", env=cli_env(server), cwd=tmp_path)
     assert ran.code == 1
     assert "AuthenticationError" in ran.stderr
     assert "BAD" not in ran.stderr.replace("BADAUTH", "")
@@ -437,7 +364,7 @@ async def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo.jsonl"
     ran = await run_cli(
         "demo", "--n", "60", "--rate", "none", "--server-rate", "none", "-o", str(out),
-        env=_env(), cwd=tmp_path,
+        env=cli_env(), cwd=tmp_path,
     )  # fmt: skip
     assert ran.code == 0, ran.stderr
     assert "demo done" in ran.stdout
@@ -448,7 +375,7 @@ async def test_demo_runs_end_to_end(tmp_path: Path) -> None:
 
 async def test_sandbox_subcommand_serves_until_its_duration(tmp_path: Path) -> None:
     """`sandbox --duration` prints its URL, serves, and exits 0."""
-    ran = await run_cli("sandbox", "--duration", "0.3", env=_env(), cwd=tmp_path)
+    ran = await run_cli("sandbox", "--duration", "0.3", env=cli_env(), cwd=tmp_path)
     assert ran.code == 0, ran.stderr
     assert "http://127.0.0.1:" in ran.stdout
 
@@ -467,7 +394,7 @@ def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def files(tmp_path: Path) -> tuple[Path, Path]:
     """An input CSV and an (absent) output path in a temporary directory."""
-    return write_csv(tmp_path / "in.csv", _ids(3)), tmp_path / "out.jsonl"
+    return write_csv(tmp_path / "in.csv", make_ids(3)), tmp_path / "out.jsonl"
 
 
 @pytest.mark.usefixtures("credentials")
@@ -484,7 +411,9 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
         (["bulk", "{src}"], "required: -o"),
         (["bulk", "{src}", "-o", "{out}", "--base-url", "ftp://x"], "base_url"),
         (["bulk", "{src}", "-o", "{notjson}", "--resume"], "not a bulk result line"),
-        (["bulk", "{src}", "-o", "{folder}", "--resume"], "cannot resume from OUTPUT"),
+        (["bulk", "{src}", "-o", "{folder}", "--resume"], "is a directory; name a file"),
+        (["bulk", "{src}", "-o", "{folder}"], "is a directory; name a file"),
+        (["bulk", "{src}", "-o", "-", "--resume"], "--resume needs OUTPUT to be a file"),
         (["get"], "--cibil-id"),
         (["get", "--cibil-id", ""], "cibil_id"),
         (["frobnicate"], "invalid choice"),
@@ -677,7 +606,7 @@ async def test_undecodable_bytes_make_a_bad_row_not_a_crash(tmp_path: Path) -> N
     out = tmp_path / "out.jsonl"
     async with SandboxServer() as server:
         ran = await run_cli(
-            "bulk", str(src), "-o", str(out), "--rate", "none", env=_env(server), cwd=tmp_path
+            "bulk", str(src), "-o", str(out), "--rate", "none", env=cli_env(server), cwd=tmp_path
         )
     assert ran.code == 1, ran.stderr
     records = {r["line"]: r for r in read_output(out)}

@@ -28,6 +28,9 @@ def _ledger(*entries: tuple[int, bool, str]) -> Ledger:
 @pytest.mark.parametrize(
     ("row", "ledger", "kind"),
     [
+        (Row(5, "CUST2", "o-1"), _ledger(), "bad"),  # o-1 was taken by line 2
+        (Row(2, "CUST1", "o-1"), _ledger(), "send"),  # line 2 itself
+        (Row(5, "CUST2", "o-2"), _ledger(), "send"),
         (Row(2, "CUST1"), _ledger(), "send"),
         (Row(2, problem="not valid JSON"), _ledger(), "bad"),
         (Row(2, ""), _ledger(), "bad"),
@@ -40,7 +43,7 @@ def _ledger(*entries: tuple[int, bool, str]) -> Ledger:
 )
 def test_judge_sends_skips_refuses_or_stops(row: Row, ledger: Ledger, kind: str) -> None:
     """Each row gets exactly one verdict: send it, write it as bad, skip it, or stop."""
-    verdict = judge(row, ledger)
+    verdict = judge(row, ledger, {"o-1": 2})
     got = {
         "send": verdict.request is not None,
         "bad": verdict.problem is not None,
@@ -97,3 +100,10 @@ def test_every_command_dispatches_through_set_defaults(command: str) -> None:
     args = parser.parse_args([command, *extra.get(command, [])])
     assert isinstance(args, argparse.Namespace)
     assert args.run.__module__ == f"aopay_async.cli.commands.{command}"
+
+
+def test_a_duplicate_client_order_id_names_the_first_line() -> None:
+    """The second row with one client_order_id is refused, pointing at the first."""
+    verdict = judge(Row(9, "CUST9", "ord-7"), Ledger(), {"ord-7": 4})
+    assert verdict.request is None
+    assert verdict.problem == "duplicate client_order_id of line 4"

@@ -25,9 +25,11 @@ what), 130 interrupted (with the command that resumes the run).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
+from aopay_async.__version__ import __version__
 from aopay_async._errors import AOPayError, InvalidRequestError
 
 from ._status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
@@ -53,6 +55,7 @@ def build_parser(prog: str, *, with_sandbox: bool) -> argparse.ArgumentParser:
         # abbreviation (--over for --overwrite) would survive into it and contradict --resume.
         allow_abbrev=False,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     get.add_parser(commands)
     bulk.add_parser(commands)
@@ -85,4 +88,19 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "aopay-async") -> int
     except KeyboardInterrupt:
         print(f"{prog} {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # stdout's reader went away (`| head`): not a crash. Point stdout at /dev/null so
+        # the interpreter's final flush does not fail again on the way out.
+        _silence_stdout()
+        return EXIT_FAILED
     return code
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # pragma: no cover - stdout already gone or replaced
+        pass
+    finally:
+        os.close(devnull)

@@ -7,10 +7,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -56,12 +57,26 @@ def open_input(path: str, fmt: str) -> tuple[Iterator[Row], Callable[[], None], 
     )
     if fmt == "auto":
         fmt = sniff(path, buffered)
+    release: Callable[[], None] = lambda: None  # noqa: E731
     try:
-        rows = _csv_rows(buffered) if fmt == "csv" else _jsonl_rows(buffered)
-        return rows, close, fmt
+        if fmt == "csv":
+            rows, release = _csv_rows(buffered)
+        else:
+            rows = _jsonl_rows(buffered)
     except UsageError:
         close()
         raise
+
+    def close_rows() -> None:
+        # The rows first: the CSV text wrapper must be detached while the file is still
+        # open. Left to the garbage collector after an interrupted run, it printed
+        # "Exception ignored ... ValueError: I/O operation on closed file".
+        if isinstance(rows, Generator):
+            rows.close()
+        release()
+        close()
+
+    return rows, close_rows, fmt
 
 
 def sniff(path: str, binary: io.BufferedReader) -> str:
@@ -75,34 +90,43 @@ def sniff(path: str, binary: io.BufferedReader) -> str:
     return "jsonl" if head[:1] in (b"{", b'"') else "csv"
 
 
-def _csv_rows(binary: io.BufferedReader) -> Iterator[Row]:
+def _csv_rows(binary: io.BufferedReader) -> tuple[Iterator[Row], Callable[[], None]]:
+    """The rows, and a function that lets go of *binary* (which stays the caller's)."""
     # Undecodable bytes become lone surrogates, which the id check refuses: a bad row, not a
     # crash. utf-8-sig drops the byte-order mark Excel writes.
     text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+    def release() -> None:
+        # Left attached, the wrapper would close the file when collected (stdin included),
+        # with an "unclosed file" ResourceWarning. Idempotent.
+        with contextlib.suppress(ValueError):
+            text.detach()
+
     reader = csv.reader(text)
     header: list[str] | None = None
     for header in reader:
         if any(cell.strip() for cell in header):
             break
     if header is None:
-        text.detach()
-        return iter(())
+        release()
+        return iter(()), release
     names = [cell.strip() for cell in header]
     if "cibil_id" not in names:
         # The cells are not echoed: in a file without a header row they are a customer's.
         near = [n for n in names if "".join(filter(str.isalnum, n)).lower() == "cibilid"]
         found = f"found {near[0]!r}" if near else f"its first row has {len(names)} columns"
+        release()
         raise UsageError(
             f"INPUT is read as CSV but its header has no 'cibil_id' column ({found}); "
             "give it a header row with cibil_id (and optionally client_order_id), "
             "or use --format jsonl"
         )
     order_col = names.index("client_order_id") if "client_order_id" in names else None
-    return _csv_body(reader, text, names.index("cibil_id"), order_col)
+    return _csv_body(reader, release, names.index("cibil_id"), order_col), release
 
 
 def _csv_body(
-    reader: Any, text: io.TextIOWrapper, id_col: int, order_col: int | None
+    reader: Any, release: Callable[[], None], id_col: int, order_col: int | None
 ) -> Iterator[Row]:
     try:
         while True:
@@ -124,9 +148,7 @@ def _csv_body(
                 order = cells[order_col]
             yield Row(line, cells[id_col], order)
     finally:
-        # The file is the caller's to close. Left attached, the wrapper would close it when
-        # collected (stdin included) with an "unclosed file" ResourceWarning.
-        text.detach()
+        release()  # the file is the caller's to close
 
 
 _JSON_ROW = msgspec.json.Decoder()

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Final
 from aopay_async._errors import InvalidRequestError
 from aopay_async._models import BulkResult, CreditHistoryRequest
 
+from ._gate import StopGate
 from ._input import Row
 from ._ledger import Ledger, open_ledger
-from ._output import BAD_ROW_ERROR, Output, bad_row_record, result_record
+from ._output import BAD_ROW_ERROR, STDOUT, Output, bad_row_record, result_record
 from ._progress import Progress, tick
 from ._status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from ._summary import Tally, counting_session, print_summary
@@ -62,8 +63,14 @@ class Verdict:
     # none of the three: OUTPUT already holds this row's outcome; skip it
 
 
-def judge(row: Row, ledger: Ledger) -> Verdict:
-    """The verdict on *row*, given what OUTPUT already holds (a pure decision)."""
+def judge(row: Row, ledger: Ledger, order_lines: Mapping[str, int]) -> Verdict:
+    """The verdict on *row*, given what OUTPUT already holds (a pure decision).
+
+    *order_lines* maps each ``client_order_id`` taken so far to its first input line: a
+    second row with the same one is a bad row, since reusing an idempotency key for a
+    second lookup is never what the user meant (the API would answer the first again, or
+    refuse).
+    """
     if ledger.state(row.line) != Ledger.ABSENT:
         return Verdict(mismatch=not ledger.matches(row.line, row.cibil_id))
     if row.problem is not None:
@@ -74,6 +81,9 @@ def judge(row: Row, ledger: Ledger) -> Verdict:
         )
     except InvalidRequestError as exc:
         return Verdict(problem=exc.message or "the row could not be read")
+    first = order_lines.get(request.client_order_id or "")
+    if first is not None and first != row.line:
+        return Verdict(problem=f"duplicate client_order_id of line {first}")
     return Verdict(request=request)
 
 
@@ -98,6 +108,7 @@ class Job:
         ledger: Ledger,
         output: Output,
     ) -> None:
+        """*rows* are read lazily as the client's workers ask for them."""
         self._client = client
         self._rows = rows
         self._tally = tally
@@ -108,6 +119,8 @@ class Job:
         self._stopping = False
         self._exhausted = False
         self._mismatch: int | None = None
+        # client_order_id -> its first input line: ~100 bytes a row that carries one.
+        self._order_lines: dict[str, int] = {}
 
     def stop(self) -> None:
         """Take no new rows (Ctrl-C); rows already sent still finish and are written."""
@@ -126,10 +139,11 @@ class Job:
         for row in self._rows:
             if self._stopping:
                 return
-            verdict = judge(row, self._ledger)
+            verdict = judge(row, self._ledger, self._order_lines)
             if verdict.mismatch:
                 self._mismatch = row.line
                 return
+            self._note_order_id(row)
             if verdict.problem is not None:
                 self._bad_row(row, verdict.problem)
             elif verdict.request is not None:
@@ -137,6 +151,12 @@ class Job:
                 fed += 1
                 yield verdict.request
         self._exhausted = True
+
+    def _note_order_id(self, row: Row) -> None:
+        # Rows finished in an earlier run count too, so a resumed run judges alike.
+        order_id = row.client_order_id
+        if isinstance(order_id, str) and order_id:
+            self._order_lines.setdefault(order_id, row.line)
 
     def _bad_row(self, row: Row, problem: str) -> None:
         tally = self._tally
@@ -151,10 +171,17 @@ class Job:
             self._progress.say("more bad rows: counted in the summary, listed in OUTPUT")
 
     def record(self, result: BulkResult) -> None:
-        """Write one finished row's line and count it."""
+        """Write one finished row's line and count it.
+
+        After Ctrl-C, a row that failed before any attempt was sent (it timed out waiting
+        for a token or a slot) is not written: it was not done, and --resume does it.
+        """
         line = self._lines.pop(result.item_index)
-        self._output.write(result_record(line, result))
         tally = self._tally
+        if self._stopping and not result.ok and result.attempts == 0:
+            tally.unsent += 1
+            return
+        self._output.write(result_record(line, result))
         if result.ok:
             tally.ok += 1
         else:
@@ -175,9 +202,13 @@ class Job:
 class Interrupts:
     """SIGINT/SIGTERM during a job: the first stops the feed, the second cancels the rest."""
 
-    def __init__(self, progress: Progress, grace: float) -> None:
+    #: After the first Ctrl-C, how often to check whether anything is still on the wire.
+    POLL: Final = 0.02
+
+    def __init__(self, progress: Progress, grace: float, gate: StopGate) -> None:
         self._progress = progress
         self._grace = grace
+        self._gate = gate
         self._job: Job | None = None
         self._runner: asyncio.Task[None] | None = None
         self._handled: list[signal.Signals] = []
@@ -208,11 +239,26 @@ class Interrupts:
             return
         self.interrupted = True
         job.stop()
+        self._gate.close()
+        on_wire = max(job.in_flight - self._gate.waiting, 0)
         self._progress.say(
-            f"interrupted: taking no new rows; waiting up to {self._grace:g}s for the "
-            f"{job.in_flight} in flight (Ctrl-C again to stop now)"
+            f"interrupted: sending nothing more; waiting up to {self._grace:g}s for the "
+            f"{on_wire} requests on the wire (Ctrl-C again to stop now)"
         )
-        asyncio.get_running_loop().call_later(self._grace, self._stop_now)
+        loop = asyncio.get_running_loop()
+        loop.call_later(self._grace, self._stop_now)
+        loop.call_soon(self._poll)
+
+    def _poll(self) -> None:
+        # Once every row in flight waits at the closed gate, nothing more can come back:
+        # stop now rather than sit out the grace.
+        job, runner = self._job, self._runner
+        if job is None or runner is None or runner.done():
+            return
+        if self._gate.waiting >= job.in_flight:
+            self._stop_now()
+        else:
+            asyncio.get_running_loop().call_later(self.POLL, self._poll)
 
     def _stop_now(self) -> None:
         # Once only (the grace timer and a second Ctrl-C both land here): a second cancel
@@ -220,15 +266,19 @@ class Interrupts:
         job, runner = self._job, self._runner
         if job is None or runner is None or runner.done() or runner.cancelling():
             return
-        if job.in_flight:
+        waiting = min(self._gate.waiting, job.in_flight)
+        if job.in_flight - waiting:
             self._progress.say(
-                f"cancelled the {job.in_flight} rows still in flight; --resume will do them again"
+                f"cancelled the {job.in_flight - waiting} rows still on the wire; "
+                "--resume will do them again"
             )
+        if waiting:
+            self._progress.say(f"{waiting} rows were not sent; --resume will do them")
         runner.cancel()
 
 
 async def run_job(
-    client_factory: Callable[[aiohttp.ClientSession], AOPayClient],
+    client_factory: Callable[[aiohttp.ClientSession, StopGate], AOPayClient],
     rows: Iterable[Row],
     options: JobOptions,
     progress: Progress,
@@ -240,16 +290,17 @@ async def run_job(
     """Run a bulk job to its end (or to Ctrl-C); print the summary; return the exit status."""
     tally = Tally()
     session = counting_session(tally, concurrency)
+    gate = StopGate(on_wait=tally.limiter_wait.add)
     try:
         # The client first: missing credentials must stop us before OUTPUT is touched.
-        client = client_factory(session)
+        client = client_factory(session, gate)
         ledger = _starting_ledger(options, progress)
         output = Output(options.output, truncate=not options.resume, fsync=options.fsync)
     except BaseException:
         await session.close()
         raise
     tally.previous_ok, tally.previous_failed = ledger.ok, ledger.failed
-    interrupts = Interrupts(progress, options.grace)
+    interrupts = Interrupts(progress, options.grace, gate)
     try:
         async with client:
             job = Job(client, rows, tally, progress, ledger, output)
@@ -331,9 +382,15 @@ def _finish(
             f"OUTPUT holds a different row for input line {outcome.mismatch}: it was written "
             "from another INPUT; use a new OUTPUT (or --overwrite) for this one"
         )
-    stopped_early = interrupted and (not outcome.exhausted or outcome.in_flight > 0)
+    stopped_early = interrupted and (
+        not outcome.exhausted or outcome.in_flight > 0 or tally.unsent > 0
+    )
     print_summary(
-        tally, options.label, options.output, interrupted=stopped_early or broken is not None
+        tally,
+        options.label,
+        options.output,
+        interrupted=stopped_early or broken is not None,
+        stream=sys.stderr if str(options.output) == STDOUT else sys.stdout,
     )
     if broken is not None:
         progress.say(f"stopped: {type(broken).__name__}: {broken.strerror or broken}")

@@ -21,7 +21,7 @@ from typing import IO, Any, Final
 
 import msgspec
 
-from ._output import json_safe
+from ._output import STDOUT, json_safe, make_private
 from ._status import UsageError
 
 __all__ = ["Ledger", "cut_partial_line", "fingerprint", "load_ledger", "open_ledger"]
@@ -114,10 +114,9 @@ def load_ledger(path: Path, *, retry_failed: bool) -> tuple[Ledger, int]:
     keep: IO[bytes] | None = None
     tmp = path.with_name(path.name + ".resume-tmp")
     if retry_failed:
-        # The copy replaces OUTPUT, so it gets OUTPUT's mode (0o600 as we create it), not the
-        # umask's default: customer data must not turn world-readable on a retry.
+        # The copy replaces OUTPUT: 0600 whatever OUTPUT's mode was (customer data).
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, path.stat().st_mode & 0o777)
+        make_private(fd)
         keep = open(fd, "wb")  # noqa: SIM115 - closed below, on every path
     dropped = 0
     try:
@@ -161,6 +160,8 @@ def open_ledger(
     Without ``resume`` or ``overwrite``, a non-empty OUTPUT is refused: it may be the only
     copy of an earlier run's results.
     """
+    if str(path) == STDOUT:
+        return Ledger(), 0  # stdout: nothing to resume from, nothing to overwrite
     if resume:
         try:
             return load_ledger(path, retry_failed=retry_failed)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
+
+from aopay_async._errors import InvalidRequestError
 
 from ._argtypes import count, number
 from ._status import UsageError
@@ -18,6 +20,12 @@ if TYPE_CHECKING:
     import aiohttp
 
     from aopay_async._client import AOPayClient
+
+    from ._gate import StopGate
+
+
+#: The flag that stands for the client's ``allow_insecure_http=True``.
+INSECURE_FLAG: Final = "--allow-insecure-http"
 
 __all__ = ["add_client_flags", "add_loop_flag", "add_run_flags", "make_client", "run_in_loop"]
 
@@ -34,6 +42,12 @@ def add_client_flags(parser: argparse.ArgumentParser, *, rate: float | None = 10
         default=None,
         metavar="URL",
         help="the API's base URL (default: $AOPAY_BASE_URL, else https://api.aopay.co.in)",
+    )
+    group.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="allow a plain http:// base URL to a non-loopback host (sends the company code "
+        "unencrypted; for a test gateway only)",
     )
     group.add_argument(
         "--rate",
@@ -111,22 +125,40 @@ def make_client(
     company_code: str | None = None,
     registration_id: str | None = None,
     session: aiohttp.ClientSession | None = None,
+    gate: StopGate | None = None,
 ) -> AOPayClient:
-    """A client from the client flags; *base_url* (if given) stands in for ``--base-url``."""
-    from aopay_async._client import AOPayClient
+    """A client from the client flags; *base_url* (if given) stands in for ``--base-url``.
 
-    return AOPayClient(
-        company_code,
-        registration_id,
-        base_url=base_url if base_url is not None else args.base_url,
-        rate_limit=args.rate,
-        burst=args.burst,
-        max_concurrency=args.concurrency,
-        max_retries=args.max_retries,
-        timeout=args.timeout,
-        deadline=args.deadline,
-        session=session,
-    )
+    With *gate*, the rate limit is put behind it (so Ctrl-C can stop sending at once).
+    """
+    from aopay_async._client import AOPayClient
+    from aopay_async._limiter import TokenBucket
+
+    limiter = None
+    if gate is not None:
+        limiter = gate.wrap(None if args.rate is None else TokenBucket(args.rate, args.burst))
+    try:
+        return AOPayClient(
+            company_code,
+            registration_id,
+            base_url=base_url if base_url is not None else args.base_url,
+            rate_limit=args.rate,
+            burst=args.burst,
+            max_concurrency=args.concurrency,
+            max_retries=args.max_retries,
+            timeout=args.timeout,
+            deadline=args.deadline,
+            session=session,
+            limiter=limiter,
+            allow_insecure_http=args.allow_insecure_http,
+        )
+    except InvalidRequestError as exc:
+        # The library's hint names its keyword argument; a CLI user needs the flag.
+        if "allow_insecure_http" in exc.message:
+            exc.message = exc.message.replace("allow_insecure_http=True", INSECURE_FLAG)
+            if INSECURE_FLAG not in exc.message:
+                exc.message += f" (on the command line: {INSECURE_FLAG})"
+        raise
 
 
 def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

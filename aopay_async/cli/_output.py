@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import os
+import stat
+import sys
 from pathlib import Path
 from typing import Any, Final
 
@@ -22,11 +24,13 @@ from ._status import UsageError
 
 __all__ = [
     "ENCODE",
+    "STDOUT",
     "Output",
     "bad_row_record",
     "describe_error",
     "error_record",
     "json_safe",
+    "make_private",
     "output_record",
     "result_record",
 ]
@@ -129,17 +133,37 @@ def describe_error(exc: AOPayError) -> str:
     return "error: " + parts[0] + (f" ({', '.join(parts[1:])})" if parts[1:] else "")
 
 
+#: ``-o -``: the JSONL goes to stdout (and the summary to stderr).
+STDOUT: Final = "-"
+
+
 class Output:
-    """OUTPUT opened for appending; each line goes out in one ``write``, flushed at once."""
+    """OUTPUT opened for appending; each line goes out in one ``write``, flushed at once.
+
+    A regular file is made 0600 whenever it is opened for writing, whether it was created
+    now or existed (an earlier 0644 file, an empty one): it holds customer data.
+    """
 
     def __init__(self, path: Path, *, truncate: bool, fsync: bool) -> None:
+        self._fsync = fsync
+        self._owned = str(path) != STDOUT
+        if not self._owned:
+            sys.stdout.flush()
+            self._fd = sys.stdout.fileno()
+            return
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
         try:
-            # 0o600: the file holds customer data.
             self._fd = os.open(path, flags, 0o600)
         except OSError as exc:
             raise UsageError(f"cannot open OUTPUT {str(path)!r}: {exc.strerror or exc}") from None
-        self._fsync = fsync
+        try:
+            make_private(self._fd)
+        except OSError as exc:
+            os.close(self._fd)
+            raise UsageError(
+                f"cannot make OUTPUT {str(path)!r} readable by its owner only (0600): "
+                f"{exc.strerror or exc}"
+            ) from None
 
     def write(self, record: dict[str, Any]) -> None:
         """Append *record* as one JSON line, in one ``write`` (looping only on a short one)."""
@@ -147,10 +171,16 @@ class Output:
         while data:
             written = os.write(self._fd, data)
             data = data[written:]
-        if self._fsync:
+        if self._fsync and self._owned:
             os.fsync(self._fd)
 
     def close(self) -> None:
-        if self._fd >= 0:
+        if self._fd >= 0 and self._owned:
             os.close(self._fd)
-            self._fd = -1
+        self._fd = -1
+
+
+def make_private(fd: int) -> None:
+    """Mode 0600 for the regular file open as *fd* (a FIFO or a device is left alone)."""
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        os.fchmod(fd, 0o600)

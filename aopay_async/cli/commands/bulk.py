@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import os
 import shlex
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from aopay_async.cli._options import (
     make_client,
     run_in_loop,
 )
+from aopay_async.cli._output import STDOUT
 from aopay_async.cli._progress import make_progress
 from aopay_async.cli._status import UsageError
 
@@ -45,7 +47,13 @@ def add_parser(subparsers: Any) -> None:
         metavar="INPUT",
         help="CSV with a cibil_id column (optional client_order_id), or JSONL; - for stdin",
     )
-    parser.add_argument("-o", "--output", required=True, metavar="OUTPUT.jsonl")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUTPUT.jsonl",
+        help="one JSON line per row, written as rows finish (mode 0600); - for stdout",
+    )
     parser.add_argument(
         "--format",
         choices=("auto", "csv", "jsonl"),
@@ -94,7 +102,15 @@ def _setup(
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite contradict each other; pick one")
     output = Path(args.output)
-    if args.input != "-" and output.exists() and Path(args.input).exists():
+    if args.output == STDOUT:
+        if args.resume or args.retry_failed:
+            raise UsageError("--resume needs OUTPUT to be a file: stdout (-o -) holds no ledger")
+    elif output.is_dir():
+        raise UsageError(
+            f"OUTPUT {args.output!r} is a directory; name a file, "
+            f"e.g. -o {shlex.quote(os.path.join(args.output, 'results.jsonl'))}"
+        )
+    elif args.input != "-" and output.exists() and Path(args.input).exists():
         with contextlib.suppress(OSError):
             if output.samefile(args.input):
                 raise UsageError("OUTPUT is the same file as INPUT; give another -o")
@@ -118,13 +134,15 @@ async def _bulk(args: argparse.Namespace) -> int:
     progress = make_progress(args.quiet, args.progress_interval, "bulk")
     try:
         code, _ = await run_job(
-            lambda session: make_client(args, session=session),
+            lambda session, gate: make_client(args, session=session, gate=gate),
             rows,
             options,
             progress,
             concurrency=args.concurrency,
             count_rows=count,
-            resume_command=resume_command(args.prog, args.argv),
+            resume_command=(
+                None if args.output == STDOUT else resume_command(args.prog, args.argv)
+            ),
         )
     finally:
         close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -23,6 +24,7 @@ from aopay_async.cli._options import (
     make_client,
     run_in_loop,
 )
+from aopay_async.cli._output import STDOUT
 from aopay_async.cli._progress import make_progress
 from aopay_async.cli._status import EXIT_INTERRUPTED, EXIT_OK
 
@@ -102,12 +104,13 @@ async def _demo(args: argparse.Namespace, shown_output: str) -> int:
         )
         options = JobOptions(output=output, overwrite=True, grace=args.grace, label="demo")
         code, _ = await run_job(
-            lambda session: make_client(
+            lambda session, gate: make_client(
                 args,
                 base_url=server.url,
                 company_code=DEFAULT_COMPANY_CODE,
                 registration_id=DEFAULT_REGISTRATION_ID,
                 session=session,
+                gate=gate,
             ),
             demo_rows(args.n, args.seed),
             options,
@@ -115,10 +118,13 @@ async def _demo(args: argparse.Namespace, shown_output: str) -> int:
             concurrency=args.concurrency,
             count_rows=lambda: args.n,
         )
-    print(f"Results: {shown_output} (one JSON line per customer)")
+    stream = sys.stderr if args.output == STDOUT else sys.stdout
+    shown = "stdout" if args.output == STDOUT else shown_output
+    print(f"Results: {shown} (one JSON line per customer)", file=stream)
     print(
         "Next: run your own list with `aopay-async bulk customers.csv -o results.jsonl` "
-        "(AOPAY_COMPANY_CODE and AOPAY_REGISTRATION_ID set)"
+        "(AOPAY_COMPANY_CODE and AOPAY_REGISTRATION_ID set)",
+        file=stream,
     )
     # The demo's bad rows are deliberate: it succeeded if it ran to the end.
     return code if code == EXIT_INTERRUPTED else EXIT_OK

@@ -26,8 +26,18 @@ def add_parser(subparsers: Any) -> None:
         help="look up one customer, JSON to stdout",
         description="Look up one customer's credit history and print it as JSON.",
     )
-    parser.add_argument("--cibil-id", required=True, metavar="ID")
-    parser.add_argument("--client-order-id", default=None, metavar="ID")
+    parser.add_argument(
+        "--cibil-id",
+        required=True,
+        metavar="ID",
+        help="the customer's CIBIL id (up to 64 characters), as the bureau knows them",
+    )
+    parser.add_argument(
+        "--client-order-id",
+        default=None,
+        metavar="ID",
+        help="your idempotency key for this lookup (default: a new random one)",
+    )
     add_client_flags(parser)
     add_loop_flag(parser)
     parser.set_defaults(run=run)
