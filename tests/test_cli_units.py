@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aopay_async import BulkResult, CreditHistoryRequest, ServerError
 from aopay_async.cli import build_parser
@@ -107,3 +109,20 @@ def test_a_duplicate_client_order_id_names_the_first_line() -> None:
     verdict = judge(Row(9, "CUST9", "ord-7"), Ledger(), {"ord-7": 4})
     assert verdict.request is None
     assert verdict.problem == "duplicate client_order_id of line 4"
+
+
+@given(st.lists(st.sampled_from(["o-1", "o-2", "o-3", None]), max_size=30))
+def test_no_client_order_id_is_sent_twice(order_ids: list[str | None]) -> None:
+    """Fed as the job feeds them, each client_order_id is sent at most once, from its first
+    row; every later row with it is a bad row naming that first line."""
+    order_lines: dict[str, int] = {}
+    sent: list[str] = []
+    for line, order_id in enumerate(order_ids, start=2):
+        verdict = judge(Row(line, f"CUST{line}", order_id), Ledger(), order_lines)
+        if order_id is not None:
+            order_lines.setdefault(order_id, line)
+        if verdict.request is not None and order_id is not None:
+            sent.append(order_id)
+        elif order_id is not None:
+            assert verdict.problem == f"duplicate client_order_id of line {order_lines[order_id]}"
+    assert sorted(sent) == sorted({o for o in order_ids if o is not None})

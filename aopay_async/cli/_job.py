@@ -143,7 +143,7 @@ class Job:
             if verdict.mismatch:
                 self._mismatch = row.line
                 return
-            self._note_order_id(row)
+            self._note_order_id(row, verdict)
             if verdict.problem is not None:
                 self._bad_row(row, verdict.problem)
             elif verdict.request is not None:
@@ -152,9 +152,9 @@ class Job:
                 yield verdict.request
         self._exhausted = True
 
-    def _note_order_id(self, row: Row) -> None:
+    def _note_order_id(self, row: Row, verdict: Verdict) -> None:
         # Rows finished in an earlier run count too, so a resumed run judges alike.
-        order_id = row.client_order_id
+        order_id = verdict.request.client_order_id if verdict.request else row.client_order_id
         if isinstance(order_id, str) and order_id:
             self._order_lines.setdefault(order_id, row.line)
 
