@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 from ._errors import AOPayError, InvalidRequestError
 from ._models import BulkResult, CreditHistoryRequest
+from ._observe import Observer, Watch
 
 if TYPE_CHECKING:
     from ._models import CreditHistory
@@ -56,13 +57,16 @@ WINDOW_PER_WORKER: Final = 2
 class BulkClient(Protocol):
     """What the pool needs from a client: the single-call path and its default concurrency.
 
-    ``AOPayClient`` is one; a test double with these two members is another.
+    ``AOPayClient`` is one; a test double with these two members is another. A client's
+    ``_observer`` (optional: a double may have none) is told each item's result.
     """
 
     @property
     def max_concurrency(self) -> int: ...
 
-    async def _call(self, request: CreditHistoryRequest) -> tuple[CreditHistory, int]: ...
+    async def _call(
+        self, request: CreditHistoryRequest, watch: Watch | None = None
+    ) -> tuple[CreditHistory, int]: ...
 
 
 def bulk_credit_history(
@@ -141,6 +145,8 @@ class _Pool:
         self._closing = False  # the consumer is gone: cancellations are ours
         self._failure: BaseException | None = None
         self._live = 0
+        observer = getattr(client, "_observer", None)
+        self._observer = observer if isinstance(observer, Observer) else None
 
     async def run(self) -> AsyncGenerator[BulkResult, None]:
         """The async generator the caller iterates."""
@@ -198,7 +204,7 @@ class _Pool:
                 if index < 0:
                     return
                 try:
-                    result = await _lookup(self._client, item, index)
+                    result = await _lookup(self._client, item, index, self._observer)
                 except Exception as exc:
                     # Not an API outcome (those are values): a bug worth stopping for.
                     self._fail(exc)
@@ -250,8 +256,17 @@ class _Pool:
         self._stop = True
 
 
-async def _lookup(client: BulkClient, item: object, index: int) -> BulkResult:
+async def _lookup(
+    client: BulkClient, item: object, index: int, observer: Observer | None = None
+) -> BulkResult:
     """One item to one result. Only ``CancelledError`` and non-API exceptions escape."""
+    result = await _outcome(client, item, index)
+    if observer is not None and observer.watching():
+        observer.bulk_item(result)
+    return result
+
+
+async def _outcome(client: BulkClient, item: object, index: int) -> BulkResult:
     start = time.perf_counter()
     try:
         request = CreditHistoryRequest.coerce(item).with_order_id()
@@ -272,8 +287,10 @@ async def _lookup(client: BulkClient, item: object, index: int) -> BulkResult:
             elapsed=time.perf_counter() - start,
             item_index=index,
         )
+    # Adds up the item's wire and limiter-wait times (and reports them when anybody listens).
+    watch = Watch(request.client_order_id)
     try:
-        history, attempts = await client._call(request)
+        history, attempts = await client._call(request, watch)
     except AOPayError as exc:
         return BulkResult(
             request,
@@ -281,6 +298,8 @@ async def _lookup(client: BulkClient, item: object, index: int) -> BulkResult:
             attempts=exc.attempts,
             elapsed=time.perf_counter() - start,
             item_index=index,
+            wire_seconds=watch.wire_seconds,
+            wait_seconds=watch.wait_seconds,
         )
     return BulkResult(
         request,
@@ -288,6 +307,8 @@ async def _lookup(client: BulkClient, item: object, index: int) -> BulkResult:
         attempts=attempts,
         elapsed=time.perf_counter() - start,
         item_index=index,
+        wire_seconds=watch.wire_seconds,
+        wait_seconds=watch.wait_seconds,
     )
 
 

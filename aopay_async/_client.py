@@ -15,6 +15,7 @@ import ipaddress
 import math
 import os
 import random
+import sys
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -33,12 +34,15 @@ from ._models import (
     check_id,
     new_client_order_id,
 )
+from ._observe import EventHook, Observer, Watch
 from ._retry import is_retryable, retrying
 from ._slots import Slots
 from ._timeouts import TIMEOUT_TICK
 
 if TYPE_CHECKING:
     import aiohttp
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
 
     from ._transport import Transport
 
@@ -150,6 +154,9 @@ class AOPayClient:
         backoff_base: float = 0.5,
         backoff_max: float = 8.0,
         limiter: RateLimiter | None = None,
+        event_hooks: Iterable[EventHook] = (),
+        meter_provider: MeterProvider | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self._company_code = _credential("company_code", company_code, ENV_COMPANY_CODE)
         self._registration_id = _credential("registration_id", registration_id, ENV_REGISTRATION_ID)
@@ -185,6 +192,7 @@ class AOPayClient:
         self._slots: Slots | None = None
         self._closed = False
         self._random = random.Random()
+        self._observer = _observer(self._url, event_hooks, meter_provider, tracer_provider)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -237,6 +245,7 @@ class AOPayClient:
     async def aclose(self) -> None:
         """Close the session the client created (a caller's session is left open). Idempotent."""
         self._closed = True
+        await self._observer.aclose()
         transport, self._transport = self._transport, None
         if transport is not None and self._user_session is None:
             # Shielded: a cancelled aclose still finishes closing, so nothing is left unclosed.
@@ -299,12 +308,25 @@ class AOPayClient:
 
         return bulk_credit_history(self, items, concurrency=concurrency, ordered=ordered)
 
-    async def _call(self, request: CreditHistoryRequest) -> tuple[CreditHistory, int]:
+    async def _call(
+        self, request: CreditHistoryRequest, watch: Watch | None = None
+    ) -> tuple[CreditHistory, int]:
         """Run one checked request (with its ``client_order_id`` set) to its outcome.
 
         Returns the history and the number of attempts sent; raises an :class:`AOPayError`
-        carrying ``.attempts`` and ``.client_order_id``.
+        carrying ``.attempts`` and ``.client_order_id``. *watch* (a bulk item's) adds up
+        the wire and wait times; the client makes one itself when anybody listens.
         """
+        observer = self._observer
+        if observer.watching():  # nobody listening: this one branch is the whole cost
+            watch = observer.watch(request.client_order_id, watch)
+            if observer.otel is not None:
+                return await watch.traced(self._run(request, watch))
+        return await self._run(request, watch)
+
+    async def _run(
+        self, request: CreditHistoryRequest, watch: Watch | None
+    ) -> tuple[CreditHistory, int]:
         order_id = request.client_order_id
         assert order_id is not None
         transport = self._transport or self._open()
@@ -319,7 +341,7 @@ class AOPayClient:
         # slot sent nothing and must not count in `.attempts`.
         sent = [0]
         try:
-            return await self._attempt(transport, body, loop, deadline_at, secrets, sent), 1
+            return await self._attempt(transport, body, loop, deadline_at, secrets, sent, watch), 1
         except AOPayError as exc:
             if self._max_retries == 0 or not is_retryable(exc):
                 raise _finish(exc, sent[0], order_id)  # noqa: B904 - re-raised as itself
@@ -333,12 +355,15 @@ class AOPayClient:
                 base=self._backoff_base,
                 cap=self._backoff_max,
                 uniform=self._random.uniform,
+                on_retry=None if watch is None else watch.retrying,
             ):
                 with attempt:
                     if first is not None:
                         replay, first = first, None
                         raise replay  # let the retry rules judge the first failure
-                    history = await self._attempt(transport, body, loop, deadline_at, secrets, sent)
+                    history = await self._attempt(
+                        transport, body, loop, deadline_at, secrets, sent, watch
+                    )
         except AOPayError as exc:
             raise _finish(exc, sent[0], order_id)  # noqa: B904 - as above
         return history, sent[0]
@@ -351,10 +376,13 @@ class AOPayClient:
         deadline_at: float | None,
         secrets: tuple[str, ...],
         sent: list[int],
+        watch: Watch | None = None,
     ) -> CreditHistory:
         slots = self._slots
         assert slots is not None
         limiter = self._limiter
+        if watch is not None:
+            watch.begin()
         if limiter is not None or not slots.try_acquire():
             # A wait, for a slot or a token: bound it by the deadline. (A free slot and no
             # limiter, the fast path, needs no timer at all.)
@@ -372,6 +400,8 @@ class AOPayClient:
                     f"the call's deadline of {self._deadline:g}s passed while it waited for "
                     "the rate limiter or a free connection"
                 ) from None
+            if watch is not None:
+                watch.waited()
         try:
             timeout, bounded, exact = self._timeout, False, False
             if deadline_at is not None:
@@ -384,17 +414,64 @@ class AOPayClient:
                 # deadline, pay for an exact one so no attempt outlives the call.
                 exact = left < timeout + TIMEOUT_TICK
             sent[0] += 1
+            trace_headers = None if watch is None else watch.sending(sent[0])
             try:
-                status, headers, data = await transport.send(body, timeout, exact=exact)
+                if trace_headers is None:
+                    status, headers, data = await transport.send(body, timeout, exact=exact)
+                else:
+                    status, headers, data = await transport.send(
+                        body, timeout, exact=exact, headers=trace_headers
+                    )
             except APITimeoutError:
                 if not bounded:
                     raise
                 raise APITimeoutError(
                     f"the call's deadline of {self._deadline:g}s passed during an attempt"
                 ) from None
+        except BaseException as exc:
+            if watch is not None:
+                watch.failed(exc)
+            raise
         finally:
             slots.release()
+        if watch is not None:
+            return watch.decode(status, headers, data, secrets)
         return decode_response(status, headers, data, secrets=secrets)
+
+
+def _observer(
+    url: str,
+    event_hooks: Iterable[EventHook],
+    meter_provider: MeterProvider | None,
+    tracer_provider: TracerProvider | None,
+) -> Observer:
+    """The client's subscribers; OpenTelemetry only when the application uses it.
+
+    Used means: a provider was given, or the application has imported OpenTelemetry (and so
+    may have set global providers). Otherwise ``opentelemetry`` is never imported.
+    """
+    if isinstance(event_hooks, (str, bytes)) or not isinstance(event_hooks, Iterable):
+        raise InvalidRequestError("event_hooks must be an iterable of callables")
+    hooks = tuple(event_hooks)
+    for hook in hooks:
+        if not callable(hook):
+            raise InvalidRequestError(
+                f"every event hook must be callable, not {type(hook).__name__}"
+            )
+    otel = None
+    in_use = "opentelemetry.metrics" in sys.modules or "opentelemetry.trace" in sys.modules
+    if meter_provider is not None or tracer_provider is not None or in_use:
+        try:
+            from ._otel import OTel
+        except ImportError:
+            if meter_provider is not None or tracer_provider is not None:
+                raise InvalidRequestError(
+                    "meter_provider / tracer_provider need OpenTelemetry: "
+                    "pip install 'aopay-async[otel]'"
+                ) from None
+        else:
+            otel = OTel(url, meter_provider=meter_provider, tracer_provider=tracer_provider)
+    return Observer(hooks, otel)
 
 
 def _finish(exc: AOPayError, attempts: int, order_id: str) -> AOPayError:

@@ -299,6 +299,11 @@ class BulkResult:
     elapsed: float = 0.0
     #: The item's position in the input, counting from 0.
     item_index: int = 0
+    #: Seconds on the wire (each attempt's send to its response), over all attempts.
+    wire_seconds: float = 0.0
+    #: Seconds waited for a connection slot and the rate limiter, over all attempts.
+    #: ``elapsed`` minus these two is mostly retry backoff.
+    wait_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:

@@ -133,11 +133,13 @@ def retrying(
     base: float,
     cap: float,
     uniform: Uniform = random.uniform,
+    on_retry: Callable[[BaseException, float], None] | None = None,
 ) -> AsyncRetrying:
     """The tenacity loop for one call, built only once its first attempt has failed.
 
     Tenacity's attempt 1 is that first failure, replayed so the same rules judge it;
     attempt k is the call's attempt k. The wait is :func:`next_wait`; the stop is "no wait".
+    *on_retry* is told each failure that will be retried and the wait before the retry.
     """
 
     def _decide(state: RetryCallState) -> float | None:
@@ -167,9 +169,24 @@ def retrying(
     def _stop(state: RetryCallState) -> bool:
         return decision[0] is None
 
+    if on_retry is None:
+        return AsyncRetrying(
+            retry=retry_if_exception(is_retryable),
+            wait=_wait,
+            stop=_stop,
+            reraise=True,
+        )
+
+    def _before_sleep(state: RetryCallState) -> None:
+        assert state.outcome is not None and state.next_action is not None
+        exc = state.outcome.exception()
+        assert exc is not None
+        on_retry(exc, state.next_action.sleep)
+
     return AsyncRetrying(
         retry=retry_if_exception(is_retryable),
         wait=_wait,
         stop=_stop,
+        before_sleep=_before_sleep,
         reraise=True,
     )

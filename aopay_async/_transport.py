@@ -74,7 +74,12 @@ class Transport:
         }
 
     async def send(
-        self, body: bytes, attempt_timeout: float, *, exact: bool = False
+        self,
+        body: bytes,
+        attempt_timeout: float,
+        *,
+        exact: bool = False,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[int, Mapping[str, str], bytes]:
         """Send one GET with *body*; return ``(status, headers, body bytes)``.
 
@@ -82,13 +87,15 @@ class Transport:
         ``TIMEOUT_TICK`` (never early), or to the loop's precision when *exact*. Raises
         :class:`APITimeoutError` when it runs out, :class:`APIConnectionError` when no
         complete response arrived, and ``ResponseDecodeError`` for a body over the limit.
+        *headers* are sent besides the client's own (the trace context of a traced attempt).
         """
+        sending = self._headers if headers is None else {**self._headers, **headers}
         try:
             if exact:
                 async with asyncio.timeout(attempt_timeout):
-                    return await self._send(body)
+                    return await self._send(body, sending)
             with self._timer.within(attempt_timeout):
-                return await self._send(body)
+                return await self._send(body, sending)
         except TimeoutError as exc:
             raise APITimeoutError(
                 f"the attempt timed out after {attempt_timeout:.3g}s (connect to last byte)"
@@ -98,12 +105,14 @@ class Transport:
                 f"no complete response from the API: {type(exc).__name__}: {str(exc)[:200]}"
             ) from exc
 
-    async def _send(self, body: bytes) -> tuple[int, Mapping[str, str], bytes]:
+    async def _send(
+        self, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[int, Mapping[str, str], bytes]:
         async with self.session.request(
             "GET",
             self._url,
             data=body,
-            headers=self._headers,
+            headers=headers,
             timeout=_NO_AIOHTTP_TIMEOUT,
             allow_redirects=False,
         ) as response:

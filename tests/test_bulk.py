@@ -50,7 +50,9 @@ class FakeClient:
     def max_concurrency(self) -> int:
         return self._max_concurrency
 
-    async def _call(self, request: CreditHistoryRequest) -> tuple[CreditHistory, int]:
+    async def _call(
+        self, request: CreditHistoryRequest, watch: object = None
+    ) -> tuple[CreditHistory, int]:
         self.calls += 1
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
