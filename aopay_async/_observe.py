@@ -487,7 +487,8 @@ class Watch:
     async def traced(self, call: Awaitable[_T]) -> _T:
         """Await *call* inside the call's INTERNAL span (OpenTelemetry tracing only)."""
         observer = self.observer
-        assert observer is not None and observer.otel is not None
+        assert observer is not None
+        assert observer.otel is not None
         otel = observer.otel
         with otel.call_span(self.order_id) as span:
             try:

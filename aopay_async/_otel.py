@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from .__version__ import __version__
 from ._observe import Event, EventKind, reason_of
 
 if TYPE_CHECKING:
@@ -44,12 +45,6 @@ WAIT_BUCKETS: Final = (
 #: The INTERNAL span of one call: the API's operation name.
 CALL_SPAN_NAME: Final = "GetCreditHistory"
 _DEFAULT_PORTS: Final = {"https": 443, "http": 80}
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 class OTel:
@@ -82,7 +77,7 @@ class OTel:
             "server.port": port,
             "url.template": parts.path,
         }
-        version = _version()
+        version = __version__
         meter = metrics.get_meter("aopay_async", version, meter_provider=meter_provider)
         self.duration = meter.create_histogram(
             "http.client.request.duration",

@@ -178,7 +178,8 @@ def retrying(
         )
 
     def _before_sleep(state: RetryCallState) -> None:
-        assert state.outcome is not None and state.next_action is not None
+        assert state.outcome is not None
+        assert state.next_action is not None
         exc = state.outcome.exception()
         assert exc is not None
         on_retry(exc, state.next_action.sleep)
