@@ -15,7 +15,6 @@ import ipaddress
 import math
 import os
 import random
-import sys
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -34,7 +33,7 @@ from ._models import (
     check_id,
     new_client_order_id,
 )
-from ._observe import EventHook, Observer, Watch
+from ._observe import EventHook, Watch, make_observer
 from ._retry import is_retryable, retrying
 from ._slots import Slots
 from ._timeouts import TIMEOUT_TICK
@@ -192,7 +191,7 @@ class AOPayClient:
         self._slots: Slots | None = None
         self._closed = False
         self._random = random.Random()
-        self._observer = _observer(self._url, event_hooks, meter_provider, tracer_provider)
+        self._observer = make_observer(self._url, event_hooks, meter_provider, tracer_provider)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -437,41 +436,6 @@ class AOPayClient:
         if watch is not None:
             return watch.decode(status, headers, data, secrets)
         return decode_response(status, headers, data, secrets=secrets)
-
-
-def _observer(
-    url: str,
-    event_hooks: Iterable[EventHook],
-    meter_provider: MeterProvider | None,
-    tracer_provider: TracerProvider | None,
-) -> Observer:
-    """The client's subscribers; OpenTelemetry only when the application uses it.
-
-    Used means: a provider was given, or the application has imported OpenTelemetry (and so
-    may have set global providers). Otherwise ``opentelemetry`` is never imported.
-    """
-    if isinstance(event_hooks, (str, bytes)) or not isinstance(event_hooks, Iterable):
-        raise InvalidRequestError("event_hooks must be an iterable of callables")
-    hooks = tuple(event_hooks)
-    for hook in hooks:
-        if not callable(hook):
-            raise InvalidRequestError(
-                f"every event hook must be callable, not {type(hook).__name__}"
-            )
-    otel = None
-    in_use = "opentelemetry.metrics" in sys.modules or "opentelemetry.trace" in sys.modules
-    if meter_provider is not None or tracer_provider is not None or in_use:
-        try:
-            from ._otel import OTel
-        except ImportError:
-            if meter_provider is not None or tracer_provider is not None:
-                raise InvalidRequestError(
-                    "meter_provider / tracer_provider need OpenTelemetry: "
-                    "pip install 'aopay-async[otel]'"
-                ) from None
-        else:
-            otel = OTel(url, meter_provider=meter_provider, tracer_provider=tracer_provider)
-    return Observer(hooks, otel)
 
 
 def _finish(exc: AOPayError, attempts: int, order_id: str) -> AOPayError:

@@ -35,9 +35,12 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import msgspec
 
 from ._decode import decode_response
-from ._errors import APIStatusError, RateLimitError
+from ._errors import APIStatusError, InvalidRequestError, RateLimitError
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
     from ._models import BulkResult, CreditHistory
     from ._otel import OTel
 
@@ -49,6 +52,7 @@ __all__ = [
     "Observer",
     "Watch",
     "configure_from_env",
+    "make_observer",
     "safe_reference",
 ]
 
@@ -334,6 +338,43 @@ class Observer:
                 wait_seconds=result.wait_seconds,
             )
         )
+
+
+def make_observer(
+    url: str,
+    event_hooks: Iterable[EventHook],
+    meter_provider: MeterProvider | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> Observer:
+    """A client's subscribers: its checked hooks, and OpenTelemetry when the application uses it.
+
+    Uses it means: a provider is given, or OpenTelemetry is imported and a global provider
+    has been set (configure OpenTelemetry before creating clients). Otherwise
+    ``opentelemetry`` is not imported, here or later.
+    """
+    if isinstance(event_hooks, (str, bytes)) or not isinstance(event_hooks, Iterable):
+        raise InvalidRequestError("event_hooks must be an iterable of callables")
+    hooks = tuple(event_hooks)
+    for hook in hooks:
+        if not callable(hook):
+            raise InvalidRequestError(
+                f"every event hook must be callable, not {type(hook).__name__}"
+            )
+    given = meter_provider is not None or tracer_provider is not None
+    otel = None
+    if given or "opentelemetry.metrics" in sys.modules or "opentelemetry.trace" in sys.modules:
+        try:
+            from ._otel import OTel, configured_globally
+        except ImportError:
+            if given:
+                raise InvalidRequestError(
+                    "meter_provider / tracer_provider need OpenTelemetry: "
+                    "pip install 'aopay-async[otel]'"
+                ) from None
+        else:
+            if given or configured_globally():
+                otel = OTel(url, meter_provider=meter_provider, tracer_provider=tracer_provider)
+    return Observer(hooks, otel)
 
 
 def _hook_name(hook: object) -> str:

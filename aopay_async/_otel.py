@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from ._observe import Watch
 
-__all__ = ["DURATION_BUCKETS", "OTel"]
+__all__ = ["DURATION_BUCKETS", "OTel", "configured_globally"]
 
 #: The HTTP semantic conventions' advice for ``http.client.request.duration`` (seconds).
 DURATION_BUCKETS: Final = (
@@ -45,6 +45,23 @@ WAIT_BUCKETS: Final = (
 #: The INTERNAL span of one call: the API's operation name.
 CALL_SPAN_NAME: Final = "GetCreditHistory"
 _DEFAULT_PORTS: Final = {"https": 443, "http": 80}
+
+
+def configured_globally() -> bool:
+    """True when the application has set a global meter or tracer provider.
+
+    Until then the API hands out proxies and no-ops: instrumenting through them would cost
+    every attempt something and record nothing.
+    """
+    tracer_provider = trace.get_tracer_provider()
+    if not isinstance(tracer_provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
+        return True
+    meter_provider = metrics.get_meter_provider()
+    # The API does not export its proxy class; its name is stable across 1.x.
+    return not (
+        isinstance(meter_provider, metrics.NoOpMeterProvider)
+        or type(meter_provider).__name__ == "ProxyMeterProvider"
+    )
 
 
 class OTel:
