@@ -8,6 +8,7 @@ instrumented behind their backs). The global-provider path runs in a subprocess.
 from __future__ import annotations
 
 import logging
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -391,3 +392,19 @@ async def test_no_customer_value_or_credential_in_any_log_metric_or_span(
     assert len([r for r in caplog.records if r.name == "aopay_async.client"]) > len(OUTCOMES)
     leaks = {secret for secret in secrets for text in reported if secret in text}
     assert leaks == set()
+
+
+def test_the_readme_example_prints_a_metric_and_a_span() -> None:
+    """The README's OpenTelemetry example runs as it stands and prints metrics and spans."""
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    after = readme.split("This runs as it stands", 1)[1]
+    code = after.split("```python\n", 1)[1].split("```", 1)[0]
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("http.client.request.duration {") for line in lines)
+    assert any(line.startswith("aopay.client.retries {'error.type': '503'} 1") for line in lines)
+    assert any(line.startswith("CLIENT GET {") for line in lines)
+    assert any(line.startswith("INTERNAL GetCreditHistory {") for line in lines)
