@@ -325,6 +325,21 @@ class Observer:
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    # Rare events, reported whoever listens (each costs a log-level check when nobody does).
+
+    def circuit_changed(self, previous: str, state: str) -> None:
+        """The circuit breaker went from *previous* to *state* (e.g. ``closed`` to ``open``)."""
+        self.emit(Event(EventKind.CIRCUIT_CHANGED, state=state, reason=previous))
+
+    def budget_spent(self, order_id: str | None, attempt: int, exc: BaseException) -> None:
+        """The retry budget refused the retry that *exc* (attempt *attempt*) would have had."""
+        self.emit(Event(EventKind.BUDGET_SPENT, order_id, attempt, reason=reason_of(exc)))
+
+    def fallback_limiter(self, active: bool, reason: str) -> None:
+        """A fallback limiter took over (*active*) from a shared one, or gave back to it."""
+        state = "fallback" if active else "primary"
+        self.emit(Event(EventKind.FALLBACK_LIMITER, state=state, reason=reason))
+
     def bulk_item(self, result: BulkResult) -> None:
         """Report one bulk item's result."""
         error = result.error

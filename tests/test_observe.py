@@ -480,3 +480,35 @@ async def test_async_hooks_finish_before_aclose_returns(local_server: LocalServe
     async with client_for(local_server, event_hooks=[slow_hook]) as client:
         await client.get_credit_history(cibil_id="SYNCIBIL77")
     assert done.count("attempt_finished") == 1
+
+
+@pytest.mark.parametrize(
+    ("report", "level", "line"),
+    [
+        (
+            lambda o: o.circuit_changed("closed", "open"),
+            logging.INFO,
+            "circuit_changed reason=closed state=open",
+        ),
+        (
+            lambda o: o.budget_spent("ord-b", 2, ServerError("x", status_code=503)),
+            logging.WARNING,
+            "budget_spent order_id=ord-b attempt=2 reason=503",
+        ),
+        (
+            lambda o: o.fallback_limiter(True, "RateLimiterError"),
+            logging.WARNING,
+            "fallback_limiter reason=RateLimiterError state=fallback",
+        ),
+    ],
+)
+def test_rare_events_are_logged_at_their_level(
+    report: object, level: int, line: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Circuit changes at INFO; a spent budget and a fallback limiter at WARNING; hooks see them."""
+    caplog.set_level(logging.DEBUG, logger="aopay_async")
+    seen: list[Event] = []
+    observer = Observer([seen.append])
+    report(observer)  # type: ignore[operator]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(level, line)]
+    assert len(seen) == 1
