@@ -51,17 +51,16 @@ def configured_globally() -> bool:
     """True when the application has set a global meter or tracer provider.
 
     Until then the API hands out proxies and no-ops: instrumenting through them would cost
-    every attempt something and record nothing.
+    every attempt something and record nothing. Every provider the API package itself defines
+    is one of those (their class names vary across releases: ``_ProxyMeterProvider`` in 1.45);
+    a real one comes from an SDK.
     """
-    tracer_provider = trace.get_tracer_provider()
-    if not isinstance(tracer_provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
-        return True
-    meter_provider = metrics.get_meter_provider()
-    # The API does not export its proxy class; its name is stable across 1.x.
-    return not (
-        isinstance(meter_provider, metrics.NoOpMeterProvider)
-        or type(meter_provider).__name__ == "ProxyMeterProvider"
-    )
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        if not type(provider).__module__.startswith(
+            ("opentelemetry.trace", "opentelemetry.metrics")
+        ):
+            return True
+    return False
 
 
 class OTel:

@@ -408,3 +408,12 @@ def test_the_readme_example_prints_a_metric_and_a_span() -> None:
     assert any(line.startswith("aopay.client.retries {'error.type': '503'} 1") for line in lines)
     assert any(line.startswith("CLIENT GET {") for line in lines)
     assert any(line.startswith("INTERNAL GetCreditHistory {") for line in lines)
+
+
+def test_unset_global_providers_do_not_count_as_configured() -> None:
+    """The API's own proxies (what an unconfigured process has) never switch OpenTelemetry on."""
+    from aopay_async._otel import configured_globally
+
+    assert configured_globally() is False
+    client = AOPayClient(COMPANY, REGISTRATION)
+    assert client._observer.otel is None
