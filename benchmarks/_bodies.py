@@ -1,4 +1,4 @@
-"""The response bodies the benchmarks serve and decode: 3 accounts and 100 accounts.
+"""The response bodies the benchmarks serve and decode (3 and 100 accounts), and the credentials.
 
 The 3-account body is the repository's fixture ``tests/fixtures/seed_success.json`` (the
 seed's example made valid, with synthetic values), compacted. The 100-account body is a
@@ -14,7 +14,12 @@ import random
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BODY_3", "body_for", "generator_used", "make_body"]
+__all__ = ["BODY_3", "COMPANY", "REGISTRATION", "body_for", "generator_used", "make_body"]
+
+#: The credentials every benchmark sends: the sandbox's defaults (``aopay_async.testing``'s
+#: ``DEFAULT_COMPANY_CODE`` / ``DEFAULT_REGISTRATION_ID``, which tests/test_bench_smoke.py checks),
+#: written out here because importing ``aopay_async.testing`` loads aiohttp.web (1.9 s cold).
+COMPANY, REGISTRATION = "CMP1045", "AOP-554"
 
 _FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "seed_success.json"
 

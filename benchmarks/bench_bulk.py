@@ -37,7 +37,6 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python benchmarks/bench_bulk.py` works too
     sys.path.insert(0, str(REPO))
 
-CREDENTIALS = ("CMP1045", "AOP-554")
 #: Seconds one measured child run may take (1M ids took 83 s in RESULTS.md).
 CHILD_TIMEOUT = 1200
 
@@ -57,10 +56,12 @@ def _rss_mb() -> float:
 
 async def _child(mode: str, n: int, url: str, concurrency: int) -> dict[str, Any]:
     from aopay_async import AOPayClient, AOPayError
+    from benchmarks._bodies import COMPANY, REGISTRATION
 
     ok = failed = 0
     async with AOPayClient(
-        *CREDENTIALS,
+        COMPANY,
+        REGISTRATION,
         base_url=url,
         rate_limit=None,
         max_concurrency=concurrency,

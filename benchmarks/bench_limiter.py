@@ -29,15 +29,21 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ._bodies import COMPANY, REGISTRATION
 from ._stats import percentile
 
 __all__ = ["LIMITERS", "analyse", "run"]
 
 PATH = "/api/AOP/CibilScore/GetCreditHistory"
-BODY = (
-    b'{"client_order_id":"lim","cibil_id":"BENCH","RegistrationID":"AOP-554",'
-    b'"CompanyCode":"CMP1045"}'
-)
+BODY = json.dumps(
+    {
+        "client_order_id": "lim",
+        "cibil_id": "BENCH",
+        "RegistrationID": REGISTRATION,
+        "CompanyCode": COMPANY,
+    },
+    separators=(",", ":"),
+).encode()
 LIMITERS = ("aopay", "aiolimiter(r,1)", "aiolimiter(1,1/r)", "aiometer")
 
 
@@ -135,7 +141,7 @@ async def _through_nginx(
 
         stamps: list[float] = []
         async with AOPayClient(
-            "CMP1045", "AOP-554", base_url=url, rate_limit=rate, burst=burst,
+            COMPANY, REGISTRATION, base_url=url, rate_limit=rate, burst=burst,
             max_concurrency=64, max_retries=0, deadline=None, backoff_base=0.0,
         ) as client:  # fmt: skip
 

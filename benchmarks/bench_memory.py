@@ -35,10 +35,12 @@ def _rss_mb() -> float:
 async def _run(url: str, items: int, concurrency: int, time_limit: float) -> dict[str, Any]:
     from aopay_async import AOPayClient
 
+    from ._bodies import COMPANY, REGISTRATION
+
     samples: list[float] = []
     ok = failed = 0
     async with AOPayClient(
-        "CMP1045", "AOP-554", base_url=url, rate_limit=None,
+        COMPANY, REGISTRATION, base_url=url, rate_limit=None,
         max_concurrency=concurrency, backoff_base=0.0,
     ) as client:  # fmt: skip
         start_rss = _rss_mb()

@@ -37,8 +37,10 @@ from typing import Any
 import aiohttp
 import psutil
 
+from ._bodies import COMPANY, REGISTRATION
+
 PATH = "/api/AOP/CibilScore/GetCreditHistory"
-CREDENTIALS = {"RegistrationID": "AOP-554", "CompanyCode": "CMP1045"}
+CREDENTIALS = {"RegistrationID": REGISTRATION, "CompanyCode": COMPANY}
 URL_LINE = re.compile(rb"AOPay sandbox running at (http://127\.0\.0\.1:\d+)")
 DISTINCT_CUSTOMERS = 1000
 Runner = Callable[[], Coroutine[Any, Any, tuple[int, float]]]
@@ -130,7 +132,7 @@ async def bench_client(
     from aopay_async import AOPayClient
 
     async with AOPayClient(
-        "CMP1045", "AOP-554", base_url=url, rate_limit=None, max_concurrency=concurrency
+        COMPANY, REGISTRATION, base_url=url, rate_limit=None, max_concurrency=concurrency
     ) as client:
 
         async def send(i: int) -> None:

@@ -36,12 +36,12 @@ import aiohttp
 import msgspec
 import psutil
 
+from ._bodies import COMPANY, REGISTRATION
 from ._stats import summarize
 
 __all__ = ["IMPLS", "run_matrix"]
 
 PATH = "/api/AOP/CibilScore/GetCreditHistory"
-COMPANY, REGISTRATION = "CMP1045", "AOP-554"
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 IMPLS = ("aopay", "aopay_bulk", "raw_json", "raw_msgspec", "httpx_pydantic")
 

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _data import CREDENTIALS_ENV as CREDENTIALS
+
 from aopay_async.testing import SandboxServer
 
 REPO = Path(__file__).resolve().parent.parent
-CREDENTIALS = {"AOPAY_COMPANY_CODE": "CMP1045", "AOPAY_REGISTRATION_ID": "AOP-554"}
 #: How long any one CLI run may take before the test gives up on it.
 RUN_TIMEOUT = 60.0
 

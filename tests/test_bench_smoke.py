@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _data import COMPANY, REGISTRATION
 
 for _module in ("matplotlib", "httpx", "pydantic", "orjson", "aiometer", "psutil"):
     pytest.importorskip(_module, reason="the benchmark extras (pip install -e .[bench])")
@@ -85,3 +86,20 @@ def test_fallback_server_without_nginx(tmp_path: Path) -> None:
     assert {r["impl"] for r in results["throughput"]} == IMPLS
     assert all(r["errors"] == 0 for r in results["throughput"])
     assert "## Decoding" not in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_benchmarks_send_the_sandbox_default_credentials() -> None:
+    """``benchmarks._bodies`` writes the credentials out; they are the sandbox's defaults."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from benchmarks._bodies import COMPANY as c, REGISTRATION as r; print(c, r)",
+        ],
+        cwd=ROOT,
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    )
+    assert done.stdout.split() == [COMPANY, REGISTRATION]

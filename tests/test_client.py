@@ -1,6 +1,6 @@
 """AOPayClient end to end against a tiny local server: checks, retries, limits, lifecycle.
 
-Each test scripts the server's answer per attempt (see conftest) and reads what the server
+Each test scripts the server's answer per attempt (see _local_server) and reads what the server
 saw: bodies, order ids, start times, handlers in flight. Nothing leaves 127.0.0.1.
 """
 
@@ -16,8 +16,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from _data import COMPANY, REGISTRATION, SEED_401, SEED_GATEWAY, SEED_SUCCESS, SEED_TRUNCATED
+from _local_server import LocalServer, hang, ok, reset, status
 from aiohttp import web
-from conftest import FIXTURES, SEED_SUCCESS, LocalServer, hang, ok, reset, status
 
 from aopay_async import (
     AOPayClient,
@@ -31,8 +32,6 @@ from aopay_async import (
     ResponseDecodeError,
     ServerError,
 )
-
-COMPANY, REGISTRATION = "CMP1045", "AOP-554"
 
 
 def client_for(server: LocalServer, **options: Any) -> AOPayClient:
@@ -360,14 +359,14 @@ NOT_RETRIED: list[tuple[str, Any, type[Exception]]] = [
     ("401", status(401, b'{"responsecode": 401, "status": false, "message": "no"}'),
      AuthenticationError),
     ("403", status(403), AuthenticationError),
-    ("401-shape-200", ok((FIXTURES / "seed_401.json").read_bytes()), AuthenticationError),
+    ("401-shape-200", ok(SEED_401), AuthenticationError),
     ("400", status(400), APIStatusError),
     ("404", status(404), APIStatusError),
-    ("gateway-207-200", ok((FIXTURES / "seed_gateway_207.json").read_bytes()), APIResponseError),
+    ("gateway-207-200", ok(SEED_GATEWAY), APIResponseError),
     ("html-200", status(200, b"<html>maintenance</html>", content_type="text/html"),
      ResponseDecodeError),
     ("empty-200", ok(b""), ResponseDecodeError),
-    ("seed-truncated-200", ok((FIXTURES / "seed_success_truncated.txt").read_bytes()),
+    ("seed-truncated-200", ok(SEED_TRUNCATED),
      ResponseDecodeError),
     ("wrong-kind-200", ok(SEED_SUCCESS.replace(b'"770"', b'"high"')), ResponseDecodeError),
 ]  # fmt: skip
@@ -390,7 +389,7 @@ async def test_not_retried(local_server: LocalServer, answer: Any, error: type[E
 
 async def test_gateway_error_keeps_code_and_message(local_server: LocalServer) -> None:
     """The gateway's ``code 207`` with HTTP 200 keeps the API's code and description."""
-    local_server.reply(ok((FIXTURES / "seed_gateway_207.json").read_bytes()))
+    local_server.reply(ok(SEED_GATEWAY))
     async with client_for(local_server) as client:
         with pytest.raises(APIResponseError) as info:
             await client.get_credit_history(cibil_id="SYN0001")

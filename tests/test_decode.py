@@ -9,12 +9,12 @@ import contextlib
 import copy
 import datetime as dt
 import json
-import pathlib
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from _data import SEED_401, SEED_GATEWAY, SEED_SUCCESS, SEED_TRUNCATED
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,11 +29,6 @@ from aopay_async import (
 )
 from aopay_async._decode import IST, decode_response, parse_credit_age
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures"
-SEED_SUCCESS = (FIXTURES / "seed_success.json").read_bytes()
-SEED_TRUNCATED = (FIXTURES / "seed_success_truncated.txt").read_bytes()
-SEED_GATEWAY = (FIXTURES / "seed_gateway_207.json").read_bytes()
-SEED_401 = (FIXTURES / "seed_401.json").read_bytes()
 BASE: dict[str, Any] = json.loads(SEED_SUCCESS)
 
 Mutation = Callable[[dict[str, Any]], object]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import pathlib
 import re
 from decimal import Decimal
 
 import msgspec
 import pytest
+from _data import SEED_SUCCESS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,8 +25,6 @@ from aopay_async import (
 )
 from aopay_async._decode import decode_response
 from aopay_async._models import MAX_ID_LENGTH, check_id, new_client_order_id
-
-SEED_SUCCESS = (pathlib.Path(__file__).parent / "fixtures" / "seed_success.json").read_bytes()
 
 BAD_IDS = [
     # (value, what the message must say)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import copy
 import json
-import pathlib
 from typing import Any
 
 import pytest
+from _data import COMPANY, REGISTRATION, SEED_SUCCESS
+from _local_server import LocalServer, hang, reset
 from aiohttp import web
-from conftest import LocalServer, hang, reset
 
 from aopay_async import (
     AOPayClient,
@@ -26,11 +26,8 @@ from aopay_async import (
 )
 from aopay_async._decode import decode_response
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures"
-BASE: dict[str, Any] = json.loads((FIXTURES / "seed_success.json").read_bytes())
+BASE: dict[str, Any] = json.loads(SEED_SUCCESS)
 
-COMPANY = "CMP1045"
-REGISTRATION = "AOP-554"
 CIBIL_ID = "SYNCIBIL77"
 TOKEN = "feedfacefeedfacefeedfacefeedfacefeedface"
 MOBILE = "5550001234"

@@ -17,16 +17,15 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from _data import COMPANY, REGISTRATION, SEED_SUCCESS
 
 from aopay_async.testing import FAULTS, PATH, FaultSchedule, SandboxServer, SandboxStats
 
-SEED_FIXTURE = Path(__file__).parent / "fixtures" / "seed_success.json"
-CREDENTIALS = {"RegistrationID": "AOP-554", "CompanyCode": "CMP1045"}
+CREDENTIALS = {"RegistrationID": REGISTRATION, "CompanyCode": COMPANY}
 #: The seed's curl body with its missing comma put back; everything else as the seed has it.
 SEED_BODY_FIXED = """{
   "client_order_id": "1234",
@@ -168,7 +167,7 @@ def shape(value: Any) -> Any:
 
 async def test_success_envelope_has_the_seed_shape() -> None:
     """A good request gets every field of the seed's example, same nesting, same JSON types."""
-    expected = shape(json.loads(SEED_FIXTURE.read_text()))
+    expected = shape(json.loads(SEED_SUCCESS))
     async with SandboxServer() as server:
         status, content_type, data = await aio_get(server, data=body("ACCTS3"))
     assert (status, content_type) == (200, "application/json")

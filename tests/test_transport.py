@@ -2,7 +2,7 @@
 
 aioresponses matches method and URL only, so a ``callback=`` checks the body and headers;
 an unmatched call would look like a connection error, so these clients never retry. Byte
-limits, resets and timeouts need a real socket: they use the local server from conftest.
+limits, resets and timeouts need a real socket: they use the local server of _local_server.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from _data import COMPANY, REGISTRATION, SEED_SUCCESS
+from _local_server import LocalServer, hang, ok, reset, status, stream
 from aiohttp import web
 from aioresponses import CallbackResult, aioresponses
-from conftest import SEED_SUCCESS, LocalServer, hang, ok, reset, status, stream
 
 from aopay_async import (
     AOPayClient,
@@ -81,13 +82,13 @@ async def test_client_sends_the_documented_get_with_a_json_body() -> None:
 
     with aioresponses() as mocked:
         mocked.get(URL, callback=check)
-        async with AOPayClient("CMP1045", "AOP-554", base_url=BASE, max_retries=0) as client:
+        async with AOPayClient(COMPANY, REGISTRATION, base_url=BASE, max_retries=0) as client:
             history = await client.get_credit_history(cibil_id="SYN0001", client_order_id="o-1")
     assert history.user_info.cibil_score == 770
     assert len(seen) == 1
     assert seen[0]["data"] == (
         b'{"client_order_id":"o-1","cibil_id":"SYN0001",'
-        b'"RegistrationID":"AOP-554","CompanyCode":"CMP1045"}'
+        + f'"RegistrationID":"{REGISTRATION}","CompanyCode":"{COMPANY}"}}'.encode()
     )
     headers = seen[0]["headers"]
     assert headers["Content-Type"] == "application/json"
@@ -106,11 +107,11 @@ async def test_registration_id_override_goes_in_the_body() -> None:
 
     with aioresponses() as mocked:
         mocked.get(URL, callback=check, repeat=True)
-        async with AOPayClient("CMP1045", "AOP-554", base_url=BASE, max_retries=0) as client:
+        async with AOPayClient(COMPANY, REGISTRATION, base_url=BASE, max_retries=0) as client:
             await client.get_credit_history(cibil_id="SYN0001", registration_id="AOP-999")
             await client.get_credit_history(cibil_id="SYN0001")
-    assert [b["RegistrationID"] for b in bodies] == ["AOP-999", "AOP-554"]
-    assert all(b["CompanyCode"] == "CMP1045" for b in bodies)
+    assert [b["RegistrationID"] for b in bodies] == ["AOP-999", REGISTRATION]
+    assert all(b["CompanyCode"] == COMPANY for b in bodies)
 
 
 async def test_generated_order_ids_differ_per_call() -> None:
@@ -123,7 +124,7 @@ async def test_generated_order_ids_differ_per_call() -> None:
 
     with aioresponses() as mocked:
         mocked.get(URL, callback=check, repeat=True)
-        async with AOPayClient("CMP1045", "AOP-554", base_url=BASE, max_retries=0) as client:
+        async with AOPayClient(COMPANY, REGISTRATION, base_url=BASE, max_retries=0) as client:
             for _ in range(5):
                 await client.get_credit_history(cibil_id="SYN0001")
     assert len(set(ids)) == 5
@@ -137,7 +138,7 @@ async def test_base_url_path_prefix_is_kept() -> None:
             "https://white.label.test/gw/v2" + PATH, body=SEED_SUCCESS, response_class=MockResponse
         )
         async with AOPayClient(
-            "CMP1045", "AOP-554", base_url="https://white.label.test/gw/v2/", max_retries=0
+            COMPANY, REGISTRATION, base_url="https://white.label.test/gw/v2/", max_retries=0
         ) as client:
             await client.get_credit_history(cibil_id="SYN0001")
 
@@ -145,7 +146,7 @@ async def test_base_url_path_prefix_is_kept() -> None:
 async def test_unmatched_mock_is_a_connection_error() -> None:
     """aioresponses answers an unknown URL with a connection error: ours maps it, once."""
     with aioresponses():
-        async with AOPayClient("CMP1045", "AOP-554", base_url=BASE, max_retries=0) as client:
+        async with AOPayClient(COMPANY, REGISTRATION, base_url=BASE, max_retries=0) as client:
             with pytest.raises(APIConnectionError) as info:
                 await client.get_credit_history(cibil_id="SYN0001")
     assert info.value.attempts == 1
@@ -352,7 +353,7 @@ async def test_client_maps_over_large_body_without_retrying(local_server: LocalS
     """Through the client, a too-large body is a ResponseDecodeError after one attempt."""
     local_server.reply(ok(b" " * 5000))
     async with AOPayClient(
-        "CMP1045", "AOP-554", base_url=local_server.url, max_response_bytes=1000
+        COMPANY, REGISTRATION, base_url=local_server.url, max_response_bytes=1000
     ) as client:
         with pytest.raises(ResponseDecodeError) as info:
             await client.get_credit_history(cibil_id="SYN0001")
@@ -363,7 +364,7 @@ async def test_client_maps_over_large_body_without_retrying(local_server: LocalS
 async def test_status_error_through_the_client_keeps_the_headers(local_server: LocalServer) -> None:
     """APIStatusError.headers are the response's, readable after the connection is gone."""
     local_server.reply(status(404, b"{}", headers={"X-Trace": "t-1"}))
-    async with AOPayClient("CMP1045", "AOP-554", base_url=local_server.url) as client:
+    async with AOPayClient(COMPANY, REGISTRATION, base_url=local_server.url) as client:
         with pytest.raises(APIStatusError) as info:
             await client.get_credit_history(cibil_id="SYN0001")
     assert info.value.status_code == 404
