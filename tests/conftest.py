@@ -1,4 +1,5 @@
-"""Fixture wiring only: the helpers live in importable modules (``_local_server``, ``_data``)."""
+"""Fixture wiring only: the helpers live in importable modules (``_local_server``, ``_data``,
+``_redis_server``), which test files import by name, never ``from conftest``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 from _local_server import LocalServer, serve
+
+# The real redis-server of the RedisLimiter tests (a session fixture; see _redis_server.py).
+from _redis_server import redis_server  # noqa: F401 - a fixture, found by its name
 
 
 @pytest.fixture

@@ -24,8 +24,9 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+from _data import COMPANY, REGISTRATION
+from _local_server import LocalServer
 from _redis_server import RedisServer, running_redis
-from conftest import LocalServer
 from test_redis_gcra import max_in_window
 
 from aopay_async import AOPayClient, InvalidRequestError, RateLimiterError, RedisLimiter
@@ -248,7 +249,7 @@ async def test_redis_killed_and_restarted_fails_cleanly_then_recovers(
     with running_redis() as server:
         limiter = RedisLimiter.from_url(server.url, key=key, rate=50, burst=5, timeout=2.0)
         client = AOPayClient(
-            "CMP1045", "AOP-554", base_url=local_server.url, limiter=limiter,
+            COMPANY, REGISTRATION, base_url=local_server.url, limiter=limiter,
             max_retries=2, deadline=30.0, backoff_base=0.01,
         )  # fmt: skip
         try:
