@@ -17,7 +17,8 @@ import textwrap
 from collections.abc import Iterator
 
 import pytest
-from conftest import LocalServer, ok, status
+from _data import COMPANY, REGISTRATION
+from _local_server import LocalServer, ok, status
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -36,7 +37,6 @@ from aopay_async._observe import (
 )
 from aopay_async.events import Event as PublicEvent
 
-COMPANY, REGISTRATION = "CMP1045", "AOP-554"
 SOFT_REF = "23081815284725JQJCESXDTP2"
 
 
@@ -251,7 +251,7 @@ ONE_CALL = """
     async def main():
         events = []
         async with SandboxServer(scripts={"SYNTH001": ["503"]}) as server:
-            async with AOPayClient("CMP1045", "AOP-554", base_url=server.url,
+            async with AOPayClient(COMPANY, REGISTRATION, base_url=server.url,
                                    backoff_base=0.0, event_hooks=[events.append]) as client:
                 await client.get_credit_history(cibil_id="SYNTH001", client_order_id="ord-x")
         return events
@@ -380,7 +380,7 @@ async def test_attempt_events_carry_the_outcome(local_server: LocalServer) -> No
 
 async def test_a_connection_failure_is_an_attempt_without_status(local_server: LocalServer) -> None:
     """An attempt that got no response finishes with no status and the connection error."""
-    from conftest import reset
+    from _local_server import reset
 
     local_server.reply(reset(), ok())
     events: list[Event] = []

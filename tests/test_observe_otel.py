@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import LocalServer, ok, reset, status
+from _data import COMPANY, REGISTRATION
+from _local_server import LocalServer, ok, reset, status
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -33,7 +34,6 @@ from aopay_async._otel import DURATION_BUCKETS
 from aopay_async.events import Event
 from aopay_async.testing import FAULTS, SandboxServer
 
-COMPANY, REGISTRATION = "CMP1045", "AOP-554"
 SEMCONV_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
 
 
@@ -270,7 +270,7 @@ def test_the_global_providers_are_used_when_none_are_given() -> None:
 
         async def main():
             async with SandboxServer() as server:
-                async with AOPayClient("CMP1045", "AOP-554", base_url=server.url) as client:
+                async with AOPayClient(COMPANY, REGISTRATION, base_url=server.url) as client:
                     await client.get_credit_history(cibil_id="SYNTH001")
 
         asyncio.run(main())
