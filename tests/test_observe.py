@@ -251,7 +251,7 @@ ONE_CALL = """
     async def main():
         events = []
         async with SandboxServer(scripts={"SYNTH001": ["503"]}) as server:
-            async with AOPayClient(COMPANY, REGISTRATION, base_url=server.url,
+            async with AOPayClient("CMP1045", "AOP-554", base_url=server.url,
                                    backoff_base=0.0, event_hooks=[events.append]) as client:
                 await client.get_credit_history(cibil_id="SYNTH001", client_order_id="ord-x")
         return events

@@ -270,7 +270,7 @@ def test_the_global_providers_are_used_when_none_are_given() -> None:
 
         async def main():
             async with SandboxServer() as server:
-                async with AOPayClient(COMPANY, REGISTRATION, base_url=server.url) as client:
+                async with AOPayClient("CMP1045", "AOP-554", base_url=server.url) as client:
                     await client.get_credit_history(cibil_id="SYNTH001")
 
         asyncio.run(main())
