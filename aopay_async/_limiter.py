@@ -19,7 +19,7 @@ import asyncio
 import math
 from typing import Protocol, runtime_checkable
 
-__all__ = ["RateLimiter", "TokenBucket", "Unlimited"]
+__all__ = ["RateLimiter", "TokenBucket"]
 
 
 @runtime_checkable
@@ -34,16 +34,6 @@ class RateLimiter(Protocol):
 
     async def acquire(self) -> None:
         """Wait for one token."""
-
-
-class Unlimited:
-    """A limiter that never waits (``rate_limit=None``)."""
-
-    async def acquire(self) -> None:
-        """Return at once."""
-
-    def __repr__(self) -> str:
-        return "Unlimited()"
 
 
 class TokenBucket:

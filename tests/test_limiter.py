@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aopay_async._limiter import RateLimiter, TokenBucket, Unlimited
+from aopay_async._limiter import RateLimiter, TokenBucket
 
 
 def max_in_window(starts: list[float], window: float) -> int:
@@ -172,23 +172,56 @@ def test_bucket_properties_and_repr() -> None:
 
 
 def test_limiters_speak_the_protocol() -> None:
-    """Both limiters satisfy the runtime-checkable ``RateLimiter`` protocol."""
+    """The bucket satisfies the runtime-checkable ``RateLimiter`` protocol; a bare object not."""
     assert isinstance(TokenBucket(1), RateLimiter)
-    assert isinstance(Unlimited(), RateLimiter)
     assert not isinstance(object(), RateLimiter)
+
+
+def test_burst_defaults_to_one() -> None:
+    """Without a burst the bucket holds one token: no two starts at the same instant."""
+    bucket = TokenBucket(10)
+    assert bucket.burst == 1
+    assert [bucket.reserve(0.0), bucket.reserve(0.0)] == [0.0, 0.1]
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst", "error", "message"),
+    [
+        (0, 1, ValueError, "rate must be a finite number above 0, not 0"),
+        (math.nan, 1, ValueError, "rate must be a finite number above 0, not nan"),
+        (True, 1, TypeError, "rate must be a number, not bool"),
+        ("10", 1, TypeError, "rate must be a number, not str"),
+        (10, 0, ValueError, "burst must be at least 1, not 0"),
+        (10, 1.5, TypeError, "burst must be an int, not float"),
+        (10, None, TypeError, "burst must be an int, not NoneType"),
+    ],
+)
+def test_bad_settings_say_what_and_why(
+    rate: object, burst: object, error: type[Exception], message: str
+) -> None:
+    """The error names the setting, the rule and the value (or type) that broke it."""
+    with pytest.raises(error) as caught:
+        TokenBucket(rate, burst)  # type: ignore[arg-type]
+    assert str(caught.value) == message
 
 
 # -- on a real event loop -----------------------------------------------------------------------
 
 
-async def test_unlimited_never_waits() -> None:
-    """``Unlimited.acquire`` returns without yielding to a timer."""
-    loop = asyncio.get_running_loop()
-    limiter = Unlimited()
-    began = loop.time()
-    for _ in range(1000):
-        await limiter.acquire()
-    assert loop.time() - began < 1.0
+async def test_a_free_token_is_taken_without_yielding() -> None:
+    """With a token free, ``acquire`` returns without giving the loop to anyone else.
+
+    The client's fast path relies on it: an attempt that may start now is not delayed behind
+    other tasks, and there is no await point at which it could be cancelled.
+    """
+    bucket = TokenBucket(0.01, 2)
+    ran: list[str] = []
+    other = asyncio.create_task(asyncio.sleep(0, result=None))
+    other.add_done_callback(lambda _: ran.append("other"))
+    await bucket.acquire()
+    await bucket.acquire()
+    assert ran == []
+    await other
 
 
 async def test_real_loop_holds_the_rate_in_every_sliding_window() -> None:
@@ -233,6 +266,47 @@ async def test_cancelled_waiter_hands_its_slot_back() -> None:
     now = loop.time()
     # Without the hand-back this would be ~0.2 s away; with it, at most the next 0.1 s slot.
     assert bucket.reserve(now) - now <= 0.1 + 1e-6
+
+
+async def test_a_cancelled_waiter_restores_the_schedule_exactly() -> None:
+    """The hand-back moves the schedule back by exactly one interval: not less, not more.
+
+    Rate 0.01/s (a 100 s interval) keeps the loop's own lateness out of the arithmetic: the
+    next reservation after the cancellation is the slot the cancelled waiter had, to the
+    nanosecond (early would overshoot the rate; late would slow everyone).
+    """
+    loop = asyncio.get_running_loop()
+    bucket = TokenBucket(0.01, 1)
+    first = bucket.reserve(loop.time())  # the first token, taken at once
+    waiter = asyncio.create_task(bucket.acquire())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert bucket.reserve(loop.time()) == pytest.approx(first + 100.0, abs=1e-6)
+    assert bucket.reserve(loop.time()) == pytest.approx(first + 200.0, abs=1e-6)
+
+
+async def test_an_older_cancelled_slot_is_not_handed_back() -> None:
+    """A cancelled waiter with a later reservation behind it keeps its slot (unused).
+
+    Handing it back would move the later caller's slot too; leaving it costs one start and
+    can never cost an extra one.
+    """
+    loop = asyncio.get_running_loop()
+    bucket = TokenBucket(0.01, 1)
+    first = bucket.reserve(loop.time())  # the first token, taken at once
+    older = asyncio.create_task(bucket.acquire())
+    newer = asyncio.create_task(bucket.acquire())
+    await asyncio.sleep(0)
+    older.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await older
+    newer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await newer
+    # The newer slot (first + 200) came back; the older one (first + 100) stays spent.
+    assert bucket.reserve(loop.time()) == pytest.approx(first + 200.0, abs=1e-6)
 
 
 async def test_cancelled_waiters_do_not_slow_the_rest() -> None:
