@@ -74,9 +74,59 @@ async def test_a_slot_handed_to_a_cancelled_waiter_is_passed_on() -> None:
 
 
 def test_release_without_acquire_is_an_error() -> None:
-    """Releasing more than was acquired would raise the cap: refuse it loudly."""
-    with pytest.raises(RuntimeError, match="more times"):
+    """Releasing more than was acquired would raise the cap: refuse it loudly, by name."""
+    with pytest.raises(
+        RuntimeError, match=r"^Slots\.release\(\) called more times than acquire\(\)$"
+    ):
         Slots(1).release()
+
+
+@pytest.mark.parametrize("size", [0, -1])
+def test_a_gate_without_slots_is_refused(size: int) -> None:
+    """A gate of fewer than one slot would block every call forever: refused, saying why."""
+    with pytest.raises(ValueError, match=r"^size must be at least 1$"):
+        Slots(size)
+
+
+async def test_a_cancelled_waiter_is_gone_from_the_queue() -> None:
+    """After a waiter is cancelled the queue is empty again: a free slot is taken at once.
+
+    A cancelled future left behind in the queue would make ``try_acquire`` refuse a free slot
+    (it defers to waiters) until some later release swept it out.
+    """
+    slots = Slots(1)
+    await slots.acquire()
+    waiter = asyncio.create_task(slots.acquire())
+    await asyncio.sleep(0)
+    assert repr(slots) == "Slots(size=1, free=0, waiting=1)"
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert repr(slots) == "Slots(size=1, free=0, waiting=0)"
+    slots.release()
+    assert repr(slots) == "Slots(size=1, free=1, waiting=0)"
+    assert slots.try_acquire()
+
+
+async def test_cancel_then_release_before_the_waiter_resumes() -> None:
+    """Cancel, then a release, then the waiter resumes: it sees only its cancellation.
+
+    The release finds the waiter's future already cancelled, skips it (taking it off the
+    queue) and frees the slot; when the waiter then runs, its own removal finds nothing to
+    remove, which must not turn the cancellation into another error.
+    """
+    slots = Slots(1)
+    await slots.acquire()
+    waiter = asyncio.create_task(slots.acquire())
+    await asyncio.sleep(0)
+    waiter.cancel()  # the waiter's future is cancelled; the task has not run yet
+    slots.release()  # skips the cancelled future: the slot goes back to the free count
+    assert repr(slots) == "Slots(size=1, free=1, waiting=0)"
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert waiter.cancelled()
+    assert repr(slots) == "Slots(size=1, free=1, waiting=0)"
+    assert slots.try_acquire()
 
 
 @settings(max_examples=60, deadline=None)
