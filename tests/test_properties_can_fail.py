@@ -1,0 +1,278 @@
+"""Every property test can fail: each one, run against a deliberately broken function, reports it.
+
+A Hypothesis test that cannot fail is worse than none: it reads as a guarantee. Issue 14 found
+one ("the wait never passes the cap" drew from the global ``random``, which Hypothesis reseeds
+per example, so a cap of 9 instead of 8 passed). Here each property of the suite is re-run
+with the function it checks swapped (in the test module's namespace) for a plausible bug, and
+must raise. A last test keeps the table complete: a new ``@given`` test anywhere in tests/
+needs its row here (its breaker), or the suite fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import itertools
+import math
+import pathlib
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import Phase, settings
+
+from aopay_async._decode import decode_response, parse_credit_age
+from aopay_async._errors import redact
+from aopay_async._limiter import TokenBucket
+from aopay_async._models import check_id
+from aopay_async._retry import backoff_delay, next_wait, parse_retry_after
+from aopay_async._slots import Slots
+
+TESTS = pathlib.Path(__file__).parent
+
+#: A breaker swaps names in the test module for broken versions (it gets the module).
+Breaker = Callable[[pytest.MonkeyPatch, ModuleType], None]
+#: What the property raises when it catches the bug: its assertion, as a rule.
+Caught = type[BaseException] | tuple[type[BaseException], ...]
+
+
+# -- the broken functions -----------------------------------------------------------------------
+
+
+def _retry_after_one_short(value: str | None, *, now: float | None = None) -> float | None:
+    """Off by one: reads "3" as 2 seconds."""
+    got = parse_retry_after(value, now=now)
+    return None if got is None else max(0.0, got - 1.0)
+
+
+def _retry_after_ignoring_now(value: str | None, *, now: float | None = None) -> float | None:
+    """Forgets *now* and measures from the real clock."""
+    return parse_retry_after(value)
+
+
+def _backoff_without_cap(
+    retry_number: int, *, base: float = 0.5, cap: float = 8.0, uniform: Any = None
+) -> float:
+    """Forgets the cap."""
+    return backoff_delay(retry_number, base=base, cap=math.inf, uniform=uniform)
+
+
+class _LeakyBucket(TokenBucket):
+    """One token more than asked for: lets one start too many through in a window."""
+
+    def __init__(self, rate: float, burst: int = 1) -> None:
+        super().__init__(rate, burst + 1)
+
+
+class _SlowBucket(TokenBucket):
+    """1% under the rate asked for: safe, but not exact."""
+
+    def __init__(self, rate: float, burst: int = 1) -> None:
+        super().__init__(rate * 0.99, burst)
+
+
+class _OneSlotTooMany(Slots):
+    """A gate that admits one holder more than its size."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size + 1)
+
+
+def _redact_forgetting_secrets(text: str, secrets: Any = (), limit: int = 200) -> str:
+    """Scrubs digits and controls but forgets the known secrets."""
+    return redact(text, (), limit)
+
+
+def _credit_age_years_only(text: str) -> int | None:
+    """Reads the years and drops the months."""
+    months = parse_credit_age(text)
+    return None if months is None else months - months % 12
+
+
+def _decoder_leaking_unicode_errors(
+    status: int, headers: Any, body: bytes, *, secrets: Any = ()
+) -> Any:
+    """Lets a UnicodeDecodeError escape for bytes that are not UTF-8."""
+    body.decode("utf-8")
+    return decode_response(status, headers, body, secrets=secrets)
+
+
+def _check_id_allowing_100(name: str, value: object, *, env: str | None = None) -> str:
+    """Accepts ids up to 100 characters instead of 64."""
+    if isinstance(value, str) and len(value) <= 100:
+        return value
+    return check_id(name, value, env=env)
+
+
+def _replace_profile(**changes: object) -> Breaker:
+    """A make_customer whose profiles have *changes* applied."""
+
+    def breaker(monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> None:
+        real = module.make_customer
+
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            return dataclasses.replace(real(*args, **kwargs), **changes)
+
+        monkeypatch.setattr(module, "make_customer", broken)
+
+    return breaker
+
+
+def _non_deterministic_profiles(monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> None:
+    """A make_customer that draws a different customer on every call for the same id."""
+    real = module.make_customer
+    counter = itertools.count()
+
+    def broken(cibil_id: str, **kwargs: Any) -> Any:
+        return real(f"{cibil_id}#{next(counter)}", **kwargs)
+
+    monkeypatch.setattr(module, "make_customer", broken)
+
+
+def _gcra_one_token_more(monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> None:
+    """The Redis script's mirror with one token more than asked for."""
+    real = module.gcra_reserve
+    monkeypatch.setattr(
+        module,
+        "gcra_reserve",
+        lambda now, tat, interval, burst: real(now, tat, interval, burst + 1),
+    )
+
+
+def _interval_rounded_down(rate: float) -> int:
+    """The µs grid step rounded down: slightly faster than asked."""
+    return max(1, int(1_000_000 / rate))
+
+
+def swap(name: str, broken: object) -> Breaker:
+    """A breaker that replaces *name* in the test module by *broken*."""
+
+    def breaker(monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> None:
+        monkeypatch.setattr(module, name, broken)
+
+    return breaker
+
+
+# -- every property test and how to break what it checks ----------------------------------------
+
+BREAKERS: dict[str, Breaker] = {
+    "test_retry::test_parse_retry_after_reads_any_whole_seconds": swap(
+        "parse_retry_after", _retry_after_one_short
+    ),
+    "test_retry::test_parse_retry_after_date_is_relative_to_now": swap(
+        "parse_retry_after", _retry_after_ignoring_now
+    ),
+    "test_retry::test_backoff_never_exceeds_its_cap": swap("backoff_delay", _backoff_without_cap),
+    # The very mutant the old property let through: the default cap 9 instead of 8.
+    "test_retry::test_wait_never_passes_the_deadline_nor_the_cap": swap(
+        "next_wait", functools.partial(next_wait, cap=9.0)
+    ),
+    "test_limiter::test_no_window_holds_more_than_burst_plus_rate_times_t": swap(
+        "TokenBucket", _LeakyBucket
+    ),
+    "test_limiter::test_every_window_bound_is_checked_between_any_two_starts": swap(
+        "TokenBucket", _LeakyBucket
+    ),
+    "test_limiter::test_constant_demand_runs_at_exactly_the_rate": swap("TokenBucket", _SlowBucket),
+    "test_limiter::test_closed_loop_demand_long_run_rate_is_the_rate": swap(
+        "TokenBucket", _SlowBucket
+    ),
+    "test_limiter::test_each_start_is_the_earliest_the_bound_allows": swap(
+        "TokenBucket", _SlowBucket
+    ),
+    "test_slots::test_never_more_than_size_holders": swap("Slots", _OneSlotTooMany),
+    "test_errors::test_redact_never_leaks": swap("redact", _redact_forgetting_secrets),
+    "test_decode::test_parse_credit_age_round_trips": swap(
+        "parse_credit_age", _credit_age_years_only
+    ),
+    "test_decode::test_any_bytes_decode_or_raise_one_of_ours": swap(
+        "decode_response", _decoder_leaking_unicode_errors
+    ),
+    "test_models::test_over_long_ids_always_refused": swap("check_id", _check_id_allowing_100),
+    "test_sandbox_customers::test_any_id_gives_a_consistent_profile": _replace_profile(
+        cibil_score=901
+    ),
+    "test_sandbox_customers::test_the_same_id_always_gives_the_same_profile": (
+        _non_deterministic_profiles
+    ),
+    "test_sandbox_customers::test_names_and_numbers_are_obviously_fake": _replace_profile(
+        mobile_number="9876512***"
+    ),
+    "test_redis_gcra::test_gcra_never_exceeds_the_window_bound": _gcra_one_token_more,
+    "test_redis_gcra::test_gcra_saturated_grid_is_exact": _gcra_one_token_more,
+    "test_redis_gcra::test_interval_never_faster_and_within_one_percent": swap(
+        "interval_us", _interval_rounded_down
+    ),
+}
+
+
+def _module(name: str) -> ModuleType:
+    # pytest's default ("prepend") import mode imports tests/test_x.py as the top-level
+    # module test_x; importing it by that name gives the very module pytest collected.
+    return importlib.import_module(name)
+
+
+#: Properties whose failure is not an AssertionError: what escapes, or pytest.raises' own.
+CAUGHT_AS: dict[str, Caught] = {
+    "test_decode::test_any_bytes_decode_or_raise_one_of_ours": UnicodeDecodeError,
+    "test_models::test_over_long_ids_always_refused": pytest.fail.Exception,
+}
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
+@pytest.mark.parametrize("test_id", sorted(BREAKERS))
+def test_the_property_fails_on_a_broken_function(
+    test_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run the property against its broken function: Hypothesis must find a failing example.
+
+    Only the failure the property itself reports counts (its assertion, as a rule): a broken
+    stand-in that crashed with a TypeError would prove nothing. The run is derandomized (the
+    same examples every time), unshrunk and keeps no database, so it is quick and leaves
+    nothing behind for the real run to replay.
+    """
+    module_name, test_name = test_id.split("::")
+    module = _module(module_name)
+    test = getattr(module, test_name)
+    current = test._hypothesis_internal_use_settings
+    quick = settings(
+        current,
+        database=None,
+        derandomize=True,
+        phases=(Phase.explicit, Phase.generate),
+        report_multiple_bugs=False,
+        print_blob=False,
+    )
+    # Hypothesis reads a test's settings from this attribute when the test is called.
+    monkeypatch.setattr(test, "_hypothesis_internal_use_settings", quick)
+    BREAKERS[test_id](monkeypatch, module)
+    caught = CAUGHT_AS.get(test_id, AssertionError)
+    with pytest.raises(BaseException) as info:  # noqa: PT011 - checked leaf by leaf below
+        test()
+    leaves = list(_leaves(info.value))
+    assert leaves, info.value
+    assert all(isinstance(leaf, caught) for leaf in leaves), info.value
+
+
+def test_every_property_test_has_a_breaker() -> None:
+    """Each ``@given`` test in tests/ is listed above, so none can silently never fail."""
+    found = set()
+    for path in sorted(TESTS.glob("test_*.py")):
+        if path.stem == pathlib.Path(__file__).stem:
+            continue
+        if "@given" not in path.read_text("utf-8"):
+            continue
+        module = _module(path.stem)
+        for name, value in vars(module).items():
+            if name.startswith("test_") and hasattr(value, "hypothesis"):
+                found.add(f"{path.stem}::{name}")
+    assert found == set(BREAKERS)
