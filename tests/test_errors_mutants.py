@@ -6,6 +6,8 @@ whole, not by substring; every attribute a constructor takes is read back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from aopay_async import (
@@ -89,17 +91,22 @@ def test_api_status_error_defaults() -> None:
 
 
 @pytest.mark.parametrize(
-    "err",
+    "make",
     [
-        APIStatusError("x", status_code=502, attempts=3, client_order_id="ord-9"),
-        ServerError("x", status_code=502, attempts=3, client_order_id="ord-9"),
-        APIResponseError("x", code="207", attempts=3, client_order_id="ord-9"),
-        APIConnectionError("x", attempts=3, client_order_id="ord-9"),
+        lambda: APIStatusError("x", status_code=502, attempts=3, client_order_id="ord-9"),
+        lambda: ServerError("x", status_code=502, attempts=3, client_order_id="ord-9"),
+        lambda: APIResponseError("x", code="207", attempts=3, client_order_id="ord-9"),
+        lambda: APIConnectionError("x", attempts=3, client_order_id="ord-9"),
     ],
-    ids=lambda err: type(err).__name__,
+    ids=["APIStatusError", "ServerError", "APIResponseError", "APIConnectionError"],
 )
-def test_every_error_keeps_attempts_and_order_id(err: AOPayError) -> None:
-    """``attempts`` and ``client_order_id`` reach the error whatever its constructor."""
+def test_every_error_keeps_attempts_and_order_id(make: Callable[[], AOPayError]) -> None:
+    """``attempts`` and ``client_order_id`` reach the error whatever its constructor.
+
+    The errors are built inside the test (not as parametrize values, which are built once
+    at collection), so the constructor under test is the one that runs.
+    """
+    err = make()
     assert (err.attempts, err.client_order_id) == (3, "ord-9")
 
 
@@ -110,20 +117,26 @@ def test_api_response_error_defaults() -> None:
 
 
 @pytest.mark.parametrize(
-    ("err", "text"),
+    ("make", "text"),
     [
-        (AOPayError("boom", attempts=2), "AOPayError('boom', attempts=2)"),
-        (APIConnectionError("reset"), "APIConnectionError('reset', attempts=0)"),
-        (APIResponseError("m", code="207", api_message="X"), "APIResponseError('X', attempts=0)"),
+        (lambda: AOPayError("boom", attempts=2), "AOPayError('boom', attempts=2)"),
+        (lambda: APIConnectionError("reset"), "APIConnectionError('reset', attempts=0)"),
         (
-            ServerError("down", status_code=503, attempts=4),
+            lambda: APIResponseError("m", code="207", api_message="X"),
+            "APIResponseError('X', attempts=0)",
+        ),
+        (
+            lambda: ServerError("down", status_code=503, attempts=4),
             "ServerError('down', status_code=503, attempts=4)",
         ),
     ],
+    ids=["AOPayError", "APIConnectionError", "APIResponseError", "ServerError"],
 )
-def test_repr_names_the_class_the_message_and_the_attempts(err: AOPayError, text: str) -> None:
+def test_repr_names_the_class_the_message_and_the_attempts(
+    make: Callable[[], AOPayError], text: str
+) -> None:
     """The repr is the class's own name with the message and attempts (and the status)."""
-    assert repr(err) == text
+    assert repr(make()) == text
 
 
 @pytest.mark.parametrize(

@@ -216,12 +216,16 @@ async def test_a_free_token_is_taken_without_yielding() -> None:
     """
     bucket = TokenBucket(0.01, 2)
     ran: list[str] = []
-    other = asyncio.create_task(asyncio.sleep(0, result=None))
-    other.add_done_callback(lambda _: ran.append("other"))
+
+    async def other() -> None:
+        ran.append("other")
+
+    task = asyncio.create_task(other())  # runs at the first chance the loop gets
     await bucket.acquire()
     await bucket.acquire()
     assert ran == []
-    await other
+    await task
+    assert ran == ["other"]
 
 
 async def test_real_loop_holds_the_rate_in_every_sliding_window() -> None:
