@@ -146,6 +146,23 @@ def _interval_rounded_down(rate: float) -> int:
     return max(1, int(1_000_000 / rate))
 
 
+def _reference_keeping_digits(value: object, secrets: Any = ()) -> str | None:
+    """Keeps any string reference, all-digit ones (phone-like) included."""
+    return value if isinstance(value, str) else None
+
+
+def _reference_ignoring_secrets(monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> None:
+    """A safe_reference that forgets the secrets it is given."""
+    real = module.safe_reference
+    monkeypatch.setattr(module, "safe_reference", lambda value, secrets=(): real(value))
+
+
+def _judge_forgetting_order_ids(monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> None:
+    """A judge that never looks at the order ids already taken: duplicates are sent."""
+    real = module.judge
+    monkeypatch.setattr(module, "judge", lambda row, ledger, order_lines: real(row, ledger, {}))
+
+
 def swap(name: str, broken: object) -> Breaker:
     """A breaker that replaces *name* in the test module by *broken*."""
 
@@ -200,6 +217,11 @@ BREAKERS: dict[str, Breaker] = {
     "test_sandbox_customers::test_names_and_numbers_are_obviously_fake": _replace_profile(
         mobile_number="9876512***"
     ),
+    "test_observe::test_all_digit_references_are_never_kept": swap(
+        "safe_reference", _reference_keeping_digits
+    ),
+    "test_observe::test_a_reference_holding_a_secret_is_never_kept": _reference_ignoring_secrets,
+    "test_cli_units::test_no_client_order_id_is_sent_twice": _judge_forgetting_order_ids,
     "test_redis_gcra::test_gcra_never_exceeds_the_window_bound": _gcra_one_token_more,
     "test_redis_gcra::test_gcra_saturated_grid_is_exact": _gcra_one_token_more,
     "test_redis_gcra::test_interval_never_faster_and_within_one_percent": swap(
