@@ -313,12 +313,7 @@ class RedisLimiter:
                 "the shared rate limiter's Redis gave an unexpected reply; nothing was sent"
             )
         if reply[0] == 1:
-            raise InvalidRequestError(
-                f"the rate limit key {self._key!r} is in use with rate="
-                f"{1_000_000 / reply[1]:g}/s burst={reply[2]} by another process, and this "
-                f"limiter has rate={self._rate:g}/s burst={self._burst}: give every process "
-                "the same settings, or use another key"
-            )
+            raise self._mismatch(reply[1], reply[2])
         if self._down_since is not None:
             loop = asyncio.get_running_loop()
             logger.info(
@@ -327,6 +322,37 @@ class RedisLimiter:
             )
             self._down_since = None
         return reply[1], reply[2]
+
+    async def check(self) -> None:
+        """Fail now if the key is live with other settings; reserves nothing (one HMGET).
+
+        For a program's start (the command line calls it), so a mismatch is one clear error
+        rather than every call failing. Raises :class:`InvalidRequestError` on a mismatch and
+        :class:`RateLimiterError` when Redis cannot be asked.
+        """
+        try:
+            interval, burst = await self._redis.hmget(self._redis_key, "interval", "burst")
+        except self._errors as exc:
+            raise RateLimiterError(
+                f"the shared rate limiter's Redis failed ({type(exc).__name__})"
+            ) from exc
+        if interval is None or burst is None:
+            return
+        try:
+            theirs = (int(interval), int(burst))
+        except ValueError:
+            raise RateLimiterError(
+                "the shared rate limiter's key holds something else; use another key"
+            ) from None
+        if theirs != (self._interval, self._burst):
+            raise self._mismatch(*theirs)
+
+    def _mismatch(self, interval: int, burst: int) -> InvalidRequestError:
+        return InvalidRequestError(
+            f"the rate limit key {self._key!r} is in use with rate={1_000_000 / interval:g}/s "
+            f"burst={burst} by another process, and this limiter has rate={self._rate:g}/s "
+            f"burst={self._burst}: give every process the same settings, or use another key"
+        )
 
     async def _run_script(self) -> Any:
         args = (self._redis_key, self._interval, self._burst, EXPIRY_MARGIN_MS)

@@ -1,15 +1,17 @@
 # Argument types for argparse: numbers and counts with a floor, each refusing a bad
 # value with a message that says what is wrong (argparse turns it into exit status 2).
 # They must never accept NaN or infinity: a --rate of "nan" would disable the limiter.
-"""``type=`` callables for the CLI's numeric flags."""
+# --shard K/N and --limit-key are checked here too, so a typo is exit 2 before any I/O.
+"""``type=`` callables for the CLI's numeric flags, ``--shard`` and ``--limit-key``."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Callable
 
-__all__ = ["count", "number"]
+__all__ = ["count", "limit_key", "number", "shard"]
 
 
 def number(minimum: float, *, allow_none: bool = False) -> Callable[[str], float | None]:
@@ -43,3 +45,32 @@ def count(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+_SHARD = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
+
+
+def shard(text: str) -> tuple[int, int]:
+    """``K/N``: this run takes the rows whose 0-based row number modulo N is K (0 <= K < N)."""
+    match = _SHARD.fullmatch(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not K/N (two whole numbers, e.g. 0/4 for the first of 4 shards)"
+        )
+    k, n = int(match[1]), int(match[2])
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: N (the number of shards) must be at least 1")
+    if k >= n:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: K must be below N (the shards of N are numbered 0 to {n - 1})"
+        )
+    return k, n
+
+
+def limit_key(text: str) -> str:
+    """A shared rate-limit key: 1-200 printable ASCII characters, no spaces or braces."""
+    if not re.fullmatch(r"[!-~]{1,200}", text) or "{" in text or "}" in text:
+        raise argparse.ArgumentTypeError(
+            "a limit key is 1-200 printable ASCII characters without spaces or braces"
+        )
+    return text

@@ -1,5 +1,6 @@
 # Reading INPUT row by row: CSV (with a header naming cibil_id) or JSONL, from a file or
-# stdin, sniffed by suffix or first bytes. It owns what a "row" and its line number are.
+# stdin, sniffed by suffix or first bytes. It owns what a "row" and its line number are,
+# and which rows a --shard K/N takes (0-based row number modulo N is K).
 # It must never echo a cell into an error (a file without a header row has a customer's
 # data in its first line) and never load the file whole: rows stream, so a 10-million-row
 # file costs the memory of one row.
@@ -20,7 +21,7 @@ import msgspec
 
 from ._status import UsageError
 
-__all__ = ["Row", "count_rows", "open_input"]
+__all__ = ["Row", "count_rows", "open_input", "select_shard", "shard_size"]
 
 
 @dataclass(slots=True)
@@ -189,3 +190,23 @@ def count_rows(path: str, fmt: str) -> int:
     if fmt == "csv":
         count = max(count - 1, 0)
     return count
+
+
+def select_shard(rows: Iterator[Row], shard: tuple[int, int] | None) -> Iterator[Row]:
+    """The rows of shard ``(K, N)``: those whose 0-based row number modulo N is K.
+
+    The row number counts every row as read (bad rows too; not the CSV header or blank
+    lines), so the N shards of one INPUT split it exactly, each row in one shard.
+    """
+    if shard is None:
+        return rows
+    k, n = shard
+    return (row for number, row in enumerate(rows) if number % n == k)
+
+
+def shard_size(total: int, shard: tuple[int, int] | None) -> int:
+    """How many of *total* rows shard ``(K, N)`` takes."""
+    if shard is None:
+        return total
+    k, n = shard
+    return total // n + (1 if k < total % n else 0)

@@ -2,24 +2,29 @@
 # place a client is built from parsed flags, and the event loop the CLI runs in. It must
 # never change the global event-loop policy: embedding the library must not switch anyone's
 # loop; only this process's own loop is uvloop (a Runner with a loop factory).
-"""Shared flags, :func:`make_client`, and :func:`run_in_loop`."""
+# The fleet flags (--redis-url, --limit-key) build the one shared limiter here too; the
+# limiter's key is never the company code itself (RedisLimiter.default_key hashes it).
+"""Shared flags, :func:`make_client`, :func:`make_limiter`, and :func:`run_in_loop`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
 from aopay_async._errors import InvalidRequestError
 
-from ._argtypes import count, number
+from ._argtypes import count, limit_key, number, shard
 from ._status import UsageError
 
 if TYPE_CHECKING:
     import aiohttp
 
     from aopay_async._client import AOPayClient
+    from aopay_async._redis import RedisLimiter
 
     from ._gate import StopGate
 
@@ -27,7 +32,21 @@ if TYPE_CHECKING:
 #: The flag that stands for the client's ``allow_insecure_http=True``.
 INSECURE_FLAG: Final = "--allow-insecure-http"
 
-__all__ = ["add_client_flags", "add_loop_flag", "add_run_flags", "make_client", "run_in_loop"]
+
+__all__ = [
+    "ENV_REDIS_URL",
+    "add_client_flags",
+    "add_fleet_flags",
+    "add_loop_flag",
+    "add_run_flags",
+    "check_limiter",
+    "make_client",
+    "make_limiter",
+    "run_in_loop",
+]
+
+#: The environment variable --redis-url defaults to.
+ENV_REDIS_URL: Final = "AOPAY_REDIS_URL"
 
 
 def add_client_flags(parser: argparse.ArgumentParser, *, rate: float | None = 10.0) -> None:
@@ -89,6 +108,39 @@ def add_client_flags(parser: argparse.ArgumentParser, *, rate: float | None = 10
     )
 
 
+def add_fleet_flags(parser: argparse.ArgumentParser, *, with_shard: bool) -> None:
+    """--redis-url, --limit-key, and (for bulk) --shard K/N."""
+    group = parser.add_argument_group(
+        "fleet",
+        "Share one rate limit (--rate, --burst) with every process using the same Redis and "
+        "key; split one INPUT over several runs with --shard.",
+    )
+    group.add_argument(
+        "--redis-url",
+        default=None,
+        metavar="URL",
+        help=f"Redis holding the shared rate limit, e.g. redis://redis:6379/0 "
+        f"(default: ${ENV_REDIS_URL}; none: this process's own limit)",
+    )
+    group.add_argument(
+        "--limit-key",
+        type=limit_key,
+        default=None,
+        metavar="KEY",
+        help="the shared limit's key (default: 'aopay:' + a hash of the company code, the "
+        "same on every host)",
+    )
+    if with_shard:
+        group.add_argument(
+            "--shard",
+            type=shard,
+            default=None,
+            metavar="K/N",
+            help="take only the rows whose 0-based row number modulo N is K (e.g. "
+            "$JOB_COMPLETION_INDEX/4); give each shard its own OUTPUT",
+        )
+
+
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """--quiet, --progress-interval, --grace: the flags of a command that runs a bulk job."""
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress display")
@@ -126,17 +178,22 @@ def make_client(
     registration_id: str | None = None,
     session: aiohttp.ClientSession | None = None,
     gate: StopGate | None = None,
+    limiter: RedisLimiter | None = None,
 ) -> AOPayClient:
     """A client from the client flags; *base_url* (if given) stands in for ``--base-url``.
 
-    With *gate*, the rate limit is put behind it (so Ctrl-C can stop sending at once).
+    With *limiter* (from :func:`make_limiter`) the client takes its tokens from it instead
+    of a bucket of its own. With *gate*, the rate limit is put behind it (so Ctrl-C can
+    stop sending at once).
     """
     from aopay_async._client import AOPayClient
-    from aopay_async._limiter import TokenBucket
+    from aopay_async._limiter import RateLimiter, TokenBucket
 
-    limiter = None
+    own: RateLimiter | None = limiter
     if gate is not None:
-        limiter = gate.wrap(None if args.rate is None else TokenBucket(args.rate, args.burst))
+        if own is None and args.rate is not None:
+            own = TokenBucket(args.rate, args.burst)
+        own = gate.wrap(own)
     try:
         return AOPayClient(
             company_code,
@@ -149,7 +206,7 @@ def make_client(
             timeout=args.timeout,
             deadline=args.deadline,
             session=session,
-            limiter=limiter,
+            limiter=own,
             allow_insecure_http=args.allow_insecure_http,
         )
     except InvalidRequestError as exc:
@@ -159,6 +216,52 @@ def make_client(
             if INSECURE_FLAG not in exc.message:
                 exc.message += f" (on the command line: {INSECURE_FLAG})"
         raise
+
+
+def make_limiter(args: argparse.Namespace) -> RedisLimiter | None:
+    """The shared limiter --redis-url (or ``$AOPAY_REDIS_URL``) asks for, or None.
+
+    Its rate and burst are --rate and --burst, fleet-wide; its key is --limit-key, else
+    :meth:`RedisLimiter.default_key` of the company code. The caller closes it, and calls
+    :func:`check_limiter` before the first row.
+    """
+    url = args.redis_url if args.redis_url is not None else os.environ.get(ENV_REDIS_URL)
+    if not url:
+        return None
+    if args.rate is None:
+        raise UsageError("--redis-url shares a rate limit: give a --rate (not 'none')")
+    from aopay_async._errors import InvalidRequestError
+    from aopay_async._redis import RedisLimiter
+
+    key = args.limit_key
+    if key is None:
+        from aopay_async._client import ENV_COMPANY_CODE, _credential
+
+        key = RedisLimiter.default_key(_credential("company_code", None, ENV_COMPANY_CODE))
+    try:
+        return RedisLimiter.from_url(url, key=key, rate=args.rate, burst=args.burst)
+    except ImportError as exc:  # redis-py is missing: the message names the extra
+        raise UsageError(str(exc)) from None
+    except InvalidRequestError:
+        raise
+    except ValueError:  # a URL redis-py cannot read (not echoed: it may hold a password)
+        raise UsageError(
+            "--redis-url is not a Redis URL (redis://HOST:PORT/DB, rediss://, unix://)"
+        ) from None
+
+
+async def check_limiter(limiter: RedisLimiter | None) -> None:
+    """Stop at once (InvalidRequestError: exit 2) if the key is live with other settings.
+
+    A Redis that cannot be reached yet is no reason to stop: it may be starting alongside
+    this run (a Kubernetes Job and its Redis); each attempt asks it again.
+    """
+    if limiter is None:
+        return
+    from aopay_async._errors import RateLimiterError
+
+    with contextlib.suppress(RateLimiterError):
+        await limiter.check()
 
 
 def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

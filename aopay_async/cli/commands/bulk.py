@@ -15,13 +15,16 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from aopay_async.cli._input import Row, count_rows, open_input
+from aopay_async.cli._input import Row, count_rows, open_input, select_shard, shard_size
 from aopay_async.cli._job import JobOptions, run_job
 from aopay_async.cli._options import (
     add_client_flags,
+    add_fleet_flags,
     add_loop_flag,
     add_run_flags,
+    check_limiter,
     make_client,
+    make_limiter,
     run_in_loop,
 )
 from aopay_async.cli._output import STDOUT
@@ -76,6 +79,7 @@ def add_parser(subparsers: Any) -> None:
     )
     add_run_flags(parser)
     add_client_flags(parser)
+    add_fleet_flags(parser, with_shard=True)
     add_loop_flag(parser)
     parser.set_defaults(run=run)
 
@@ -115,6 +119,7 @@ def _setup(
             if output.samefile(args.input):
                 raise UsageError("OUTPUT is the same file as INPUT; give another -o")
     rows, close, fmt = open_input(args.input, args.format)
+    rows = select_shard(rows, args.shard)
     options = JobOptions(
         output=output,
         resume=args.resume or args.retry_failed,
@@ -125,16 +130,23 @@ def _setup(
     )
     count = None
     if args.input != "-" and Path(args.input).is_file():
-        count = functools.partial(count_rows, args.input, fmt)
+        count = functools.partial(_count, args.input, fmt, args.shard)
     return rows, close, options, count
+
+
+def _count(path: str, fmt: str, shard: tuple[int, int] | None) -> int:
+    return shard_size(count_rows(path, fmt), shard)
 
 
 async def _bulk(args: argparse.Namespace) -> int:
     rows, close, options, count = _setup(args)
-    progress = make_progress(args.quiet, args.progress_interval, "bulk")
+    limiter = None
     try:
+        limiter = make_limiter(args)
+        await check_limiter(limiter)
+        progress = make_progress(args.quiet, args.progress_interval, "bulk")
         code, _ = await run_job(
-            lambda session, gate: make_client(args, session=session, gate=gate),
+            lambda session, gate: make_client(args, session=session, gate=gate, limiter=limiter),
             rows,
             options,
             progress,
@@ -146,4 +158,6 @@ async def _bulk(args: argparse.Namespace) -> int:
         )
     finally:
         close()
+        if limiter is not None:
+            await limiter.aclose()
     return code

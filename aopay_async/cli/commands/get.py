@@ -12,7 +12,15 @@ from typing import Any
 import msgspec
 
 from aopay_async._errors import AOPayError, InvalidRequestError
-from aopay_async.cli._options import add_client_flags, add_loop_flag, make_client, run_in_loop
+from aopay_async.cli._options import (
+    add_client_flags,
+    add_fleet_flags,
+    add_loop_flag,
+    check_limiter,
+    make_client,
+    make_limiter,
+    run_in_loop,
+)
 from aopay_async.cli._output import ENCODE, describe_error
 from aopay_async.cli._status import EXIT_FAILED, EXIT_OK
 
@@ -39,6 +47,7 @@ def add_parser(subparsers: Any) -> None:
         help="your idempotency key for this lookup (default: a new random one)",
     )
     add_client_flags(parser)
+    add_fleet_flags(parser, with_shard=False)
     add_loop_flag(parser)
     parser.set_defaults(run=run)
 
@@ -48,16 +57,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _get(args: argparse.Namespace) -> int:
-    async with make_client(args) as client:
-        try:
-            history = await client.get_credit_history(
-                cibil_id=args.cibil_id, client_order_id=args.client_order_id
-            )
-        except InvalidRequestError:
-            raise
-        except AOPayError as exc:
-            print(describe_error(exc), file=sys.stderr)
-            return EXIT_FAILED
+    limiter = make_limiter(args)
+    try:
+        await check_limiter(limiter)
+        async with make_client(args, limiter=limiter) as client:
+            try:
+                history = await client.get_credit_history(
+                    cibil_id=args.cibil_id, client_order_id=args.client_order_id
+                )
+            except InvalidRequestError:
+                raise
+            except AOPayError as exc:
+                print(describe_error(exc), file=sys.stderr)
+                return EXIT_FAILED
+    finally:
+        if limiter is not None:
+            await limiter.aclose()
     sys.stdout.buffer.write(msgspec.json.format(ENCODE(history), indent=2) + b"\n")
     sys.stdout.flush()
     return EXIT_OK
