@@ -296,6 +296,8 @@ class RedisLimiter:
 
     async def _reserve(self) -> tuple[int, int]:
         """Run the script once: ``(wait_us, now_us)``, both on the Redis clock."""
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
             reply = await self._run_script()
         except self._errors as exc:
@@ -303,6 +305,11 @@ class RedisLimiter:
             raise RateLimiterError(
                 f"the shared rate limiter's Redis failed ({type(exc).__name__}); nothing was sent"
             ) from exc
+        if task is not None and task.cancelling() > cancels:
+            # A cancellation arrived during the round trip and was swallowed: on Python 3.11
+            # redis-py's send runs in asyncio.wait_for, which drops a cancel that lands as
+            # its inner send completes (fixed in 3.12). Deliver it; the slot is wasted.
+            raise asyncio.CancelledError
         if (
             not isinstance(reply, list)
             or len(reply) != 3

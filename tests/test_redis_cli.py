@@ -234,12 +234,11 @@ async def test_three_shards_share_one_limit_and_split_the_input(
     assert sorted(seen) == list(range(2, rows + 2))
     # A resumed shard finds its rows done and sends nothing more.
     async with SandboxServer() as server:
-        code, _ = await run_cli(
+        code, err = await run_cli(
             "bulk", str(src), "-o", str(tmp_path / "out-1.jsonl"), "--shard", "1/3", "--resume",
-            "--rate", str(rate), "--limit-key", key, "--quiet",
-            env=_env(server, AOPAY_REDIS_URL=redis_server.url), cwd=tmp_path,
+            *flags, env=_env(server, AOPAY_REDIS_URL=redis_server.url), cwd=tmp_path,
         )  # fmt: skip
-        assert code == 0
+        assert code == 0, err
         assert server.stats.requests == 0
 
 

@@ -4,6 +4,7 @@ checks, the default key, the script-reload rule, and the failure paths on a stub
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import subprocess
 import sys
@@ -320,3 +321,23 @@ def test_missing_redis_names_the_extra() -> None:
         done.stdout.splitlines()
         == ["RedisLimiter needs redis-py: pip install 'aopay-async[redis]'"] * 2
     )
+
+
+class SwallowingRedis(StubRedis):
+    """A client whose round trip swallows a cancellation, as Python 3.11's wait_for can."""
+
+    async def evalsha(self, *args: Any) -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)
+        return [0, 0, 1]
+
+
+async def test_a_swallowed_cancellation_is_delivered() -> None:
+    """A cancel lost inside the Redis call still cancels acquire() (the slot is wasted)."""
+    limiter = RedisLimiter(SwallowingRedis([0, 0, 1]), key="k", rate=10)
+    task = asyncio.create_task(limiter.acquire())
+    await asyncio.wait([task])
+    assert task.cancelled()
