@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+from _data import COMPANY, CREDENTIALS_ENV
 from _redis_server import RedisServer, free_port
 from hypothesis import given
 from hypothesis import strategies as st
@@ -27,7 +28,7 @@ from aopay_async.cli._options import make_limiter
 from aopay_async.testing import SandboxServer
 
 REPO = Path(__file__).resolve().parent.parent
-CREDENTIALS = {"AOPAY_COMPANY_CODE": "CMP1045", "AOPAY_REGISTRATION_ID": "AOP-554"}
+CREDENTIALS = CREDENTIALS_ENV
 
 
 @pytest.mark.parametrize(
@@ -104,7 +105,7 @@ async def test_make_limiter_from_the_flags_and_the_environment(
     limiter = make_limiter(parse("--redis-url", "redis://127.0.0.1:1/0", "--rate", "7"))
     assert limiter is not None
     assert (limiter.key, limiter.rate, limiter.burst) == (
-        RedisLimiter.default_key("CMP1045"),
+        RedisLimiter.default_key(COMPANY),
         7.0,
         1,
     )
@@ -272,7 +273,7 @@ async def test_get_uses_the_default_key(tmp_path: Path, redis_server: RedisServe
             )  # fmt: skip
         assert code == 0, err
         # Rate 0.01/s: the state outlives the run by 100 s, so it is still there to see.
-        assert await client.exists(redis_key(RedisLimiter.default_key("CMP1045"))) == 1
+        assert await client.exists(redis_key(RedisLimiter.default_key(COMPANY))) == 1
     finally:
         await client.aclose()
 
