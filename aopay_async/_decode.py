@@ -14,6 +14,14 @@ per-value hook (which doubled the decode cost when measured), the raw bytes get 
 token ``"0000-00-00"`` replaced by ``null`` before decoding. If that ever broke a body (the
 token inside a string after an escaped quote), decoding fails and the untouched body is
 decoded again, so the worst case is a clear ResponseDecodeError, never a wrong value.
+
+Containment: for any status, headers and bytes, :func:`decode_response` returns a history or
+raises an :class:`AOPayError`. Each hostile input known to escape as something else has its own
+fix (invalid UTF-8, deep nesting, a fetch date at the datetime limits, a 4,301-digit number);
+behind them, one containment point turns anything else that escapes into a
+ResponseDecodeError naming only the exception's type, chained ``from None``, because the
+reprs of UnicodeDecodeError and friends carry the raw (customer) bytes. A Hypothesis property
+(tests/test_decode_property.py) and benchmarks/fuzz_decode.py hold that rule.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import msgspec
 from msgspec.structs import force_setattr
 
 from ._errors import (
+    AOPayError,
     APIResponseError,
     AuthenticationError,
     ResponseDecodeError,
@@ -90,8 +99,14 @@ class _Envelope(msgspec.Struct, gc=False):
 _ENVELOPE = msgspec.json.Decoder(_Envelope, strict=False)
 _LOOSE = msgspec.json.Decoder()
 
-_YEARS = re.compile(r"(\d+)\s*(?:years?|yrs?|y)\b", re.IGNORECASE)
-_MONTHS = re.compile(r"(\d+)\s*(?:months?|mths?|mons?|mos?|m)\b", re.IGNORECASE)
+# At most four digits, not preceded by another: a 4,301-digit "years" would otherwise reach
+# int() and raise ValueError (Python's int-string conversion limit); it is unreadable instead.
+_YEARS = re.compile(r"(?<!\d)(\d{1,4})\s*(?:years?|yrs?|y)\b", re.IGNORECASE)
+_MONTHS = re.compile(r"(?<!\d)(\d{1,4})\s*(?:months?|mths?|mons?|mos?|m)\b", re.IGNORECASE)
+# What msgspec raises for bytes it cannot read, besides its own DecodeError: invalid UTF-8 in a
+# string (UnicodeDecodeError, whose repr carries the raw bytes) and nesting deeper than the
+# interpreter's recursion limit (RecursionError, e.g. b"[" * 100000).
+_UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
 def parse_credit_age(text: str) -> int | None:
@@ -125,9 +140,13 @@ def _preview(body: bytes, secrets: Iterable[str | None]) -> str:
     return redact(body[:2048].decode("utf-8", "replace"), secrets)
 
 
-def _not_json(body: bytes, status: int) -> ResponseDecodeError:
+def _not_json(body: bytes, status: int, exc: BaseException | None = None) -> ResponseDecodeError:
     head = body.lstrip()[:1]
-    if not head:
+    if isinstance(exc, UnicodeDecodeError):
+        what = "the response is not valid UTF-8 (a gateway re-encoding the body?)"
+    elif isinstance(exc, RecursionError):
+        what = "the response is JSON nested too deeply to read"
+    elif not head:
         what = "the response body is empty"
     elif head == b"<":
         what = "the response is an HTML page, not JSON (an error page from a proxy or gateway?)"
@@ -179,7 +198,15 @@ def _credit_age_months(text: str) -> int | None:
 
 def _in_india(when: _dt.datetime) -> _dt.datetime:
     if when.tzinfo is not None:
-        return when.astimezone(IST)
+        try:
+            return when.astimezone(IST)
+        except OverflowError:
+            # "0001-01-01T00:00:00+14:00" is a valid RFC 3339 time whose India time is
+            # before year 1 (or after 9999): no datetime can hold it.
+            raise ResponseDecodeError(
+                "the response's `cibil_score_fetch_date` is outside the years 1-9999 "
+                "in India time: not a real fetch date"
+            ) from None
     # The constructor, not .replace(tzinfo=...): measured 0.21 against 0.54 µs.
     return _dt.datetime(
         when.year, when.month, when.day, when.hour, when.minute, when.second, when.microsecond, IST
@@ -195,11 +222,13 @@ def _decode_envelope_slowly(body: bytes, status: int) -> _Envelope:
     """
     try:
         loose = _LOOSE.decode(body)
-    except msgspec.DecodeError:
-        raise _not_json(body, status) from None
+    except _UNREADABLE as exc:
+        raise _not_json(body, status, exc) from None
     _normalise(loose)
     try:
         return _ENVELOPE.decode(msgspec.json.encode(loose))
+    except RecursionError:
+        raise _not_json(body, status, RecursionError()) from None
     except msgspec.ValidationError as exc:
         raise ResponseDecodeError(
             f"the response does not have the documented shape: {exc} (HTTP {status})"
@@ -246,12 +275,28 @@ def decode_response(
     """Classify one complete HTTP response: return the history or raise one error of the tree.
 
     *secrets* (credentials and the request's ids) are scrubbed from anything the error keeps.
+    Whatever *body* holds, nothing but a CreditHistory or an :class:`AOPayError` comes out.
     """
+    try:
+        return _decode(status, headers, body, secrets)
+    except AOPayError:
+        raise
+    except Exception as exc:
+        # The containment point: a bug or a hostile body we have not met yet. Only the type
+        # is named; the exception itself (whose repr may quote the body) is dropped.
+        raise ResponseDecodeError(
+            f"the response could not be decoded ({type(exc).__name__}) (HTTP {status})"
+        ) from None
+
+
+def _decode(
+    status: int, headers: Mapping[str, str], body: bytes, secrets: Iterable[str | None]
+) -> CreditHistory:
     if not 200 <= status < 300:
         raise _status_failure(status, headers, body, secrets)
     try:
         envelope = _ENVELOPE.decode(body.replace(_NO_DATE, b"null"))
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except _UNREADABLE:
         try:
             envelope = _decode_envelope_slowly(body, status)
         except ResponseDecodeError as decode_error:
@@ -281,7 +326,7 @@ def decode_response(
 def _loose(body: bytes) -> dict[str, Any] | None:
     try:
         value = _LOOSE.decode(body)
-    except msgspec.DecodeError:
+    except _UNREADABLE:
         return None
     return value if isinstance(value, dict) else None
 
@@ -325,7 +370,10 @@ def _history(envelope: _Envelope, secrets: Iterable[str | None]) -> CreditHistor
         force_setattr(user_info, "cibil_score_fetch_date", _in_india(fetched))
     credit_age = result.creditAge
     if credit_age is not None:
-        force_setattr(credit_age, "months", _credit_age_months(credit_age.text))
+        text = credit_age.text
+        # Only short texts are cached: a hostile 10 MB credit age must not stay in memory.
+        months = _credit_age_months(text) if len(text) <= 64 else parse_credit_age(text)
+        force_setattr(credit_age, "months", months)
     return CreditHistory(
         error_code=error_code or "",
         status=status if isinstance(status, str) else "",

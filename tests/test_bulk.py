@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from aopay_async._bulk import WINDOW_PER_WORKER, bulk_credit_history
-from aopay_async._errors import InvalidRequestError, ServerError
+from aopay_async._bulk import WINDOW_PER_WORKER, _lookup, bulk_credit_history
+from aopay_async._errors import AOPayError, InvalidRequestError, ServerError
 from aopay_async._models import BulkResult, CreditHistory, CreditHistoryRequest, UserInfo
 
 _HISTORY = CreditHistory(
@@ -326,24 +326,45 @@ async def test_input_error_raises_after_in_flight_items_are_yielded(ordered: boo
 
 
 @pytest.mark.parametrize("ordered", [False, True])
-async def test_a_non_api_exception_is_raised_after_the_rest(ordered: bool) -> None:
-    """A bug escaping a call stops the intake, lets the others finish, then surfaces."""
+async def test_a_non_api_exception_fails_its_item_only(ordered: bool) -> None:
+    """A bug escaping one call is that item's failed result; every other item still runs."""
     client = FakeClient()
-    items = ["slow0", "bug1", "slow2", "a3", *(f"later{i}" for i in range(100))]
-    results: list[BulkResult] = []
+    items = ["slow0", "bug1", "slow2", "a3", *(f"later{i}" for i in range(100)), "bug104"]
     pool = bulk_credit_history(client, items, concurrency=4, ordered=ordered)
-    with pytest.raises(ZeroDivisionError):
-        await _collect(pool, results)
-    indexes = [r.item_index for r in results]
-    assert {0, 2, 3} <= set(indexes)
-    assert 1 not in indexes
-    if ordered:  # what waited behind the gap is still handed over in input order
-        assert indexes == sorted(indexes)
-    # The intake stopped: at most the items taken before the bug surfaced were called,
-    # not the 100 that follow.
-    assert client.calls <= 4 * WINDOW_PER_WORKER
+    results = [r async for r in pool]
+    assert sorted(r.item_index for r in results) == list(range(105))
+    if ordered:
+        assert [r.item_index for r in results] == list(range(105))
+    failed = {r.item_index: r for r in results if not r.ok}
+    assert set(failed) == {1, 104}
+    error = failed[1].error
+    assert type(error) is AOPayError
+    assert "unexpected ZeroDivisionError" in str(error)
+    assert "a bug, not an API outcome" not in str(error)  # the type only, never the text
+    assert isinstance(error.__cause__, ZeroDivisionError)
+    assert error.client_order_id == failed[1].request.client_order_id is not None
+    assert failed[1].attempts == 0
+    assert client.calls == 105
     assert client.cancelled == 0
     assert _no_other_tasks()
+
+
+@pytest.mark.parametrize("escape", [asyncio.CancelledError, KeyboardInterrupt, SystemExit])
+async def test_what_is_not_an_exception_is_not_an_items_outcome(
+    escape: type[BaseException],
+) -> None:
+    """Cancellation, Ctrl-C and exit pass through one item's lookup instead of becoming a result.
+
+    (Driven through ``_lookup`` itself: a KeyboardInterrupt leaving a task would stop the
+    test's event loop.)
+    """
+
+    class Escaping(FakeClient):
+        async def _call(self, request: CreditHistoryRequest) -> tuple[CreditHistory, int]:
+            raise escape()
+
+    with pytest.raises(escape):
+        await _lookup(Escaping(), "a0", 0)
 
 
 @pytest.mark.parametrize(

@@ -249,3 +249,31 @@ async def test_server_errors_become_values_with_status_and_attempts() -> None:
     assert isinstance(result.error, ServerError)
     assert result.error.status_code == 503
     assert result.attempts == 4
+
+
+class _BrokenLimiter:
+    """A custom limiter with a bug: every third acquire raises a RuntimeError."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def acquire(self) -> None:
+        self.calls += 1
+        if self.calls % 3 == 0:
+            raise RuntimeError("limiter bug")
+
+
+async def test_a_broken_limiter_fails_its_items_and_the_run_goes_on() -> None:
+    """A RuntimeError from a custom limiter is that item's failed result; nothing stops the run."""
+    limiter = _BrokenLimiter()
+    items = [f"CUST-{i}" for i in range(30)]
+    async with SandboxServer() as server, _client(server, limiter=limiter, max_retries=0) as client:
+        results = [r async for r in client.bulk_credit_history(items, concurrency=4)]
+        assert (await client.get_credit_history(cibil_id="CUST-X")).user_info is not None
+    assert sorted(r.item_index for r in results) == list(range(30))
+    failed = [r for r in results if not r.ok]
+    assert len(failed) == 10
+    for result in failed:
+        assert "unexpected RuntimeError" in str(result.error)
+        assert isinstance(result.error.__cause__, RuntimeError)
+    assert _no_other_tasks()

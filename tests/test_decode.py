@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aopay_async import (
+    AOPayError,
     APIResponseError,
     APIStatusError,
     AuthenticationError,
@@ -505,3 +506,69 @@ def test_any_bytes_decode_or_raise_one_of_ours(body: bytes) -> None:
     """Whatever the bytes, decoding returns a history or raises one of our errors, never crashes."""
     with contextlib.suppress(ResponseDecodeError, APIResponseError, AuthenticationError):
         decode(body)
+
+
+# -- hostile bodies: each once escaped as something other than an AOPayError -------------------
+
+
+def _fetched_at(when: str) -> bytes:
+    return body_with(lambda d: user(d).update(cibil_score_fetch_date=when))
+
+
+HOSTILE: list[tuple[str, bytes, str]] = [
+    ("latin1-name", SEED_SUCCESS.replace(b'"first_name": "', b'"first_name": "Jos\xe9'), "UTF-8"),
+    ("latin1-message", b'{"status": "SUCCESS", "message": "Jos\xe9"}', "UTF-8"),
+    ("fetch-date-before-year-1", _fetched_at("0001-01-01T00:00:00+14:00"), "1-9999"),
+    ("fetch-date-after-9999", _fetched_at("9999-12-31T23:59:59-12:00"), "1-9999"),
+    ("brackets", b"[" * 100_000, "nested too deeply"),
+    ("nested-objects", b'{"a":' * 100_000, "nested too deeply"),
+    ("nested-in-result", SEED_SUCCESS.replace(b'"userInfo": {', b'"x": ' + b"[" * 50_000, 1), ""),
+]
+
+
+@pytest.mark.parametrize("status", [200, 400, 401, 429, 503])
+@pytest.mark.parametrize(("body", "says"), [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
+def test_hostile_body_raises_one_of_ours_without_its_bytes(
+    body: bytes, says: str, status: int
+) -> None:
+    """Invalid UTF-8, out-of-range dates and deep nesting are our errors, for 2xx and 4xx/5xx alike.
+
+    The error's message and repr never carry the raw bytes (a Latin-1 name was seen verbatim in
+    a UnicodeDecodeError's repr) and it is not chained to the exception that quoted them.
+    """
+    with pytest.raises(AOPayError) as info:
+        decode(body, status)
+    err = info.value
+    if status == 200:
+        assert isinstance(err, ResponseDecodeError)
+        assert says in str(err)
+    for text in (str(err), repr(err)):
+        assert "Jos" not in text
+        assert "\\xe9" not in text
+    assert err.__cause__ is None
+    assert err.__context__ is None or err.__suppress_context__
+
+
+def test_credit_age_of_4301_digits_is_unreadable_not_a_crash() -> None:
+    """A credit age past Python's int-string limit reads as None (no ValueError escapes)."""
+    body = body_with(lambda d: result(d).update(creditAge={"credit_age": "9" * 5000 + " Years"}))
+    history = decode(body)
+    assert history.credit_age is not None
+    assert history.credit_age.months is None
+    assert parse_credit_age("9" * 5000 + " Years 3 Months") == 3
+
+
+def test_an_unexpected_exception_inside_the_decoder_is_contained(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Any non-AOPayError raised while decoding becomes a ResponseDecodeError naming its type."""
+    import aopay_async._decode as module
+
+    def broken(*_: object) -> None:
+        raise KeyError("5557157123 Jose")
+
+    monkeypatch.setattr(module, "_history", broken)
+    with pytest.raises(ResponseDecodeError, match=r"\(KeyError\) \(HTTP 200\)") as info:
+        decode(SEED_SUCCESS)
+    assert "5557157123" not in repr(info.value)
+    assert info.value.__cause__ is None
