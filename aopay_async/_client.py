@@ -88,19 +88,23 @@ def _check_number(
         raise InvalidRequestError(f"{name} must be {kind} {bound}{extra}, not {value!r}")
 
 
-def _check_base_url(base_url: str, allow_insecure_http: bool) -> str:
+def _check_base_url(base_url: str, allow_insecure_http: bool, source: str = "base_url") -> str:
     if not isinstance(base_url, str):
-        raise InvalidRequestError(f"base_url must be a str, not {type(base_url).__name__}")
-    parts = urlsplit(base_url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequestError(f"{source} must be a str, not {type(base_url).__name__}")
+    try:
+        parts = urlsplit(base_url.strip())
+        hostname = parts.hostname
+    except ValueError:  # e.g. "https://[::1" or a bad port
+        parts, hostname = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not hostname:
         raise InvalidRequestError(
-            "base_url must be an absolute http(s) URL such as https://api.aopay.co.in"
+            f"{source} must be an absolute http(s) URL such as https://api.aopay.co.in"
         )
     if parts.query or parts.fragment or parts.username or parts.password:
-        raise InvalidRequestError("base_url must not carry a query, a fragment or credentials")
-    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        raise InvalidRequestError(f"{source} must not carry a query, a fragment or credentials")
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(hostname):
         raise InvalidRequestError(
-            "base_url uses plain http to a non-loopback host, which would send the company "
+            f"{source} uses plain http to a non-loopback host, which would send the company "
             "code unencrypted; use https, or pass allow_insecure_http=True if you must"
         )
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
@@ -122,6 +126,13 @@ def _credential(name: str, value: str | None, env: str) -> str:
     if from_env is None:
         raise InvalidRequestError(
             f"{name} was not given and the environment variable {env} is not set"
+        )
+    if from_env.strip() and from_env != from_env.strip():
+        # A padded value (" CMP1045 ", a stray newline from a secrets file) would be sent as
+        # is and refused with a bare 401: say so now, naming the variable, never the value.
+        raise InvalidRequestError(
+            f"{name} (from the environment variable {env}) has spaces or a line break around "
+            "it; remove them"
         )
     return check_id(name, from_env, env=env)
 
@@ -159,9 +170,13 @@ class AOPayClient:
     ) -> None:
         self._company_code = _credential("company_code", company_code, ENV_COMPANY_CODE)
         self._registration_id = _credential("registration_id", registration_id, ENV_REGISTRATION_ID)
+        source = "base_url"
         if base_url is None:
-            base_url = os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
-        self._base_url = _check_base_url(base_url, allow_insecure_http)
+            from_env = os.environ.get(ENV_BASE_URL)
+            if from_env:
+                source = f"base_url (from the environment variable {ENV_BASE_URL})"
+            base_url = from_env or DEFAULT_BASE_URL
+        self._base_url = _check_base_url(base_url, allow_insecure_http, source)
         self._url = self._base_url + PATH
         _check_number("rate_limit", rate_limit, minimum=1e-9, allow_none=True)
         _check_number("burst", burst, minimum=1, integer=True)

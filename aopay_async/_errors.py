@@ -48,6 +48,26 @@ __all__ = [
 BODY_PREVIEW_CHARS = 200
 
 _LONG_DIGITS = re.compile(r"\d{5,}")
+# Personal data an API's free text may quote besides digit runs (issue 8): a PAN (ABCDE1234F),
+# an e-mail address, a date (of birth, in the common spellings: 1990-04-23, 23/04/1990,
+# 23-04-90, 23.04.1990, 23 Apr 1990, April 23, 1990) and an Aadhaar-like 12-digit number
+# written in groups of four. Names and addresses in free text cannot be told from other words
+# and are NOT masked (the README says so).
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+_PERSONAL = re.compile(
+    "|".join(
+        (
+            r"\b[A-Z]{5}[0-9]{4}[A-Z]\b",  # PAN
+            r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+",  # e-mail
+            r"(?<!\d)\d{4}[-/.]\d{1,2}[-/.]\d{1,2}(?!\d)",  # 1990-04-23
+            r"(?<!\d)\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}(?!\d)",  # 23/04/1990, 23-04-90
+            rf"(?<!\d)\d{{1,2}}(?:st|nd|rd|th)?[ -]{_MONTH}[ -,]*\d{{2,4}}(?!\d)",  # 23 Apr 1990
+            rf"\b{_MONTH} \d{{1,2}}(?:st|nd|rd|th)?,? \d{{4}}(?!\d)",  # April 23, 1990
+            r"(?<!\d)\d{4}[ -]\d{4}[ -]\d{4}(?!\d)",  # Aadhaar-like, grouped
+        )
+    ),
+    re.IGNORECASE,
+)
 # A JSON field named like a token ("token", "access_token", "accessToken"): the gateway
 # shape has a `token` field, and an error body may echo the access token.
 _TOKEN_FIELD = re.compile(r'("[A-Za-z_]*token"\s*:\s*")(?:[^"\\]|\\.)*"?', re.IGNORECASE)
@@ -60,13 +80,16 @@ def redact(text: str, secrets: Iterable[str | None] = (), limit: int = BODY_PREV
     """Return *text* safe for a log line or an error message.
 
     Known secrets (credentials, the customer's ids) are replaced by ``***``; so is any run of
-    five or more digits, which is how mobile, account and cibil numbers look, and the value
-    of any JSON field named like a token; control characters become one space; the result
-    is cut to *limit* characters.
+    five or more digits, which is how mobile, account, cibil and Aadhaar numbers look, a PAN,
+    an e-mail address, a date (of birth) in the common spellings, a 12-digit number in groups
+    of four, and the value of any JSON field named like a token; control characters become
+    one space; the result is cut to *limit* characters. Names and addresses are not masked:
+    nothing tells them apart from other words.
     """
     for secret in secrets:
         if secret and len(secret) >= 3:
             text = text.replace(secret, "***")
+    text = _PERSONAL.sub("***", text)
     text = _LONG_DIGITS.sub("***", text)
     text = _TOKEN_FIELD.sub(r'\1***"', text)
     text = _CONTROL.sub(" ", text)

@@ -11,6 +11,14 @@ Why not aiolimiter: its bucket starts full and drains by elapsed time, so
 happened to run. The bucket here is GCRA ("virtual scheduling"): each caller reserves the
 next slot on a fixed grid of ``1/rate`` seconds, computed from the previous slot, not from
 when the loop got round to it, so lateness never accumulates and nothing starts early.
+
+The grid alone promises start *times*, not starts: when the event loop stalls (GC, a big
+decode, a loaded machine), every caller whose slot passed during the stall wakes at once and
+sends together, a burst of stall × rate. That is why the demo saw 8 and 11 429s from a server
+enforcing the same rate. So a woken caller is also admitted against the starts that really
+happened (a second GCRA over actual start times, :meth:`TokenBucket.admit`): after a stall at
+most ``burst`` go at once and the rest follow one interval apart. A stall shifts the schedule
+once, by its length; it is never caught up.
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ class TokenBucket:
     one too many).
     """
 
-    __slots__ = ("_burst", "_interval", "_rate", "_tat", "_tolerance")
+    __slots__ = ("_burst", "_interval", "_rate", "_started", "_tat", "_tolerance")
 
     def __init__(self, rate: float, burst: int = 1) -> None:
         if isinstance(rate, bool) or not isinstance(rate, int | float):
@@ -63,6 +71,8 @@ class TokenBucket:
         self._interval = 1.0 / self._rate
         self._tolerance = (burst - 1) * self._interval
         self._tat = -math.inf
+        # The theoretical arrival time over the starts that really happened (see admit).
+        self._started = -math.inf
 
     @property
     def rate(self) -> float:
@@ -80,28 +90,44 @@ class TokenBucket:
         Pure bookkeeping, no waiting: the building block of :meth:`acquire`, and what a test
         uses to check the arithmetic without an event loop.
         """
-        tat = self._tat if self._tat > now else now
+        tat = max(self._tat, self._started, now)
         start = tat - self._tolerance
         if start < now:
             start = now
         self._tat = tat + self._interval
         return start
 
+    def admit(self, now: float) -> float:
+        """At loop time *now*, after the caller's slot came: may it really start now?
+
+        Returns 0.0 and records the start when the starts that really happened stay within
+        the bucket (``burst + rate * T`` in any window T); else the seconds to wait first.
+        Pure bookkeeping, like :meth:`reserve`.
+        """
+        earliest = self._started - self._tolerance
+        if now < earliest:
+            return earliest - now
+        self._started = (self._started if self._started > now else now) + self._interval
+        return 0.0
+
     async def acquire(self) -> None:
-        """Wait until this caller's slot comes."""
+        """Wait until this caller's slot comes and starting keeps the real starts in bounds."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         start = self.reserve(now)
-        if start <= now:
-            return
-        my_tat = self._tat
-        try:
-            await asyncio.sleep(start - now)
-        except asyncio.CancelledError:
-            if self._tat == my_tat:
-                # Nobody reserved after us: give the slot back.
-                self._tat -= self._interval
-            raise
+        if start > now:
+            my_tat = self._tat
+            try:
+                await asyncio.sleep(start - now)
+            except asyncio.CancelledError:
+                if self._tat == my_tat:
+                    # Nobody reserved after us: give the slot back.
+                    self._tat -= self._interval
+                raise
+        # Without a stall this admits at once; after one it spaces the callers that woke
+        # together one interval apart.
+        while (wait := self.admit(loop.time())) > 0.0:  # noqa: ASYNC110 - a timed wait, no event
+            await asyncio.sleep(wait)
 
     def __repr__(self) -> str:
         return f"TokenBucket(rate={self._rate:g}, burst={self._burst})"

@@ -251,8 +251,12 @@ class CreditHistoryRequest(_Model, frozen=True):
                 raise InvalidRequestError("the item has no 'cibil_id' key")
             unknown = set(item) - {"cibil_id", "client_order_id", "registration_id"}
             if unknown:
-                names = ", ".join(sorted(repr(k) for k in unknown if isinstance(k, str)))
-                raise InvalidRequestError(f"the item has unexpected keys: {names or '(non-str)'}")
+                # Never the keys themselves: csv.DictReader on a file without a header row
+                # makes the first row's values (customer data) the keys.
+                raise InvalidRequestError(
+                    f"the item has {len(unknown)} unexpected key(s) (only cibil_id, "
+                    "client_order_id and registration_id are read; a CSV without a header row?)"
+                )
             request = cls(
                 cibil_id=item["cibil_id"],
                 client_order_id=item.get("client_order_id"),

@@ -9,6 +9,7 @@ configured host or nowhere), and never switch TLS verification off.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 
 import aiohttp
@@ -102,7 +103,7 @@ class Transport:
             ) from exc
         except aiohttp.ClientError as exc:
             raise APIConnectionError(
-                f"no complete response from the API: {type(exc).__name__}: {str(exc)[:200]}"
+                f"no complete response from the API: {type(exc).__name__}: {_describe(exc)}"
             ) from exc
 
     async def _send(
@@ -134,3 +135,13 @@ class Transport:
                 raise too_large(self._max_bytes)
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+# aiohttp's parser errors print an internal code that looks like an HTTP status
+# ("<ContentLengthError: 400, message='Not enough data ...'>") although no 400 was received.
+_PARSER_CODE = re.compile(r"(\w+Error): \d{3}, message=")
+
+
+def _describe(exc: BaseException) -> str:
+    """aiohttp's text for *exc*, without the parser code that reads like an HTTP status."""
+    return _PARSER_CODE.sub(r"\1 (a broken response, not an HTTP status), message=", str(exc))[:200]

@@ -277,3 +277,20 @@ async def test_a_broken_limiter_fails_its_items_and_the_run_goes_on() -> None:
         assert "unexpected RuntimeError" in str(result.error)
         assert isinstance(result.error.__cause__, RuntimeError)
     assert _no_other_tasks()
+
+
+async def test_aiolimiter_plugs_in_as_the_limiter() -> None:
+    """``limiter=aiolimiter.AsyncLimiter(1, 1/50)`` paces every attempt (the documented extra)."""
+    aiolimiter = pytest.importorskip("aiolimiter")
+    limiter = aiolimiter.AsyncLimiter(1, 1 / 50)
+    items = [f"CUST-{i}" for i in range(20)]
+    async with (
+        SandboxServer(track_ids=True) as server,
+        _client(server, limiter=limiter, max_concurrency=8) as client,
+    ):
+        results = [r async for r in client.bulk_credit_history(items)]
+    assert all(r.ok for r in results)
+    arrivals = sorted(server.stats.arrivals)
+    assert len(arrivals) == 20
+    # A lower bound only (a loaded machine can only stretch it): 19 gaps of 1/50 s.
+    assert arrivals[-1] - arrivals[0] >= 19 / 50 * 0.9

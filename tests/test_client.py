@@ -232,6 +232,32 @@ def test_empty_variable_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch) ->
         AOPayClient()
 
 
+@pytest.mark.parametrize("variable", ["AOPAY_COMPANY_CODE", "AOPAY_REGISTRATION_ID"])
+@pytest.mark.parametrize("padded", [" CMP1045 ", "CMP1045\n", "\tCMP1045"])
+def test_padded_credential_from_the_environment_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str, padded: str
+) -> None:
+    """Spaces or a line break around a credential variable are refused up front (not a bare 401)."""
+    monkeypatch.setenv("AOPAY_COMPANY_CODE", "CMP-ENV")
+    monkeypatch.setenv("AOPAY_REGISTRATION_ID", "AOP-ENV")
+    monkeypatch.setenv(variable, padded)
+    with pytest.raises(InvalidRequestError, match=f"{variable}.*spaces or a line break") as info:
+        AOPayClient()
+    assert "CMP1045" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "bad", ["api.aopay.co.in", "ftp://api.aopay.co.in", "https://[::1", "http://api.aopay.co.in"]
+)
+def test_bad_base_url_from_the_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, bad: str
+) -> None:
+    """A bad ``AOPAY_BASE_URL`` is refused naming the variable, not only ``base_url``."""
+    monkeypatch.setenv("AOPAY_BASE_URL", bad)
+    with pytest.raises(InvalidRequestError, match="environment variable AOPAY_BASE_URL"):
+        AOPayClient(COMPANY, REGISTRATION)
+
+
 def test_default_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without ``base_url`` or ``AOPAY_BASE_URL`` the client talks to the real host, over TLS."""
     monkeypatch.delenv("AOPAY_BASE_URL", raising=False)

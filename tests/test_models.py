@@ -134,7 +134,7 @@ def test_coerce_accepts_the_three_item_kinds(item: object, expected: CreditHisto
     ("item", "says"),
     [
         ({}, "no 'cibil_id'"),
-        ({"cibil_id": "x", "cibil": "y"}, "unexpected keys: 'cibil'"),
+        ({"cibil_id": "x", "cibil": "y"}, "1 unexpected key(s)"),
         ({"cibil_id": 5}, "must be a str"),
         ("", "empty"),
         (5, "not int"),
@@ -263,3 +263,14 @@ def test_fetch_date_is_a_datetime() -> None:
     """A decoded fetch date is a real aware datetime."""
     when = decode_response(200, {}, SEED_SUCCESS).user_info.cibil_score_fetch_date
     assert isinstance(when, dt.datetime)
+
+
+def test_unexpected_keys_are_counted_never_quoted() -> None:
+    """A headerless CSV read by DictReader makes customer values the keys: none is quoted."""
+    row = {"cibil_id": "SYN1", "5557157123": "5557157123", "Jose Synthetic": "x", 7: "y"}
+    with pytest.raises(InvalidRequestError) as info:
+        CreditHistoryRequest.coerce(row)
+    for text in (str(info.value), repr(info.value)):
+        assert "3 unexpected key(s)" in text
+        assert "555" not in text
+        assert "Jose" not in text

@@ -231,3 +231,46 @@ async def test_client_errors_hold_no_secret(local_server: LocalServer, answer: A
     for text in error_texts(info.value):
         assert_clean(text)
     assert_clean(repr(client))
+
+
+@pytest.mark.parametrize(
+    ("said", "hidden"),
+    [
+        ("PAN ABCDE1234F does not match", "ABCDE1234F"),
+        ("pan abcde1234f invalid", "abcde1234f"),
+        ("mail jose.synthetic+x@example.co.in bounced", "jose.synthetic+x@example.co.in"),
+        ("DOB 1990-04-23 mismatch", "1990-04-23"),
+        ("DOB 23/04/1990 mismatch", "23/04/1990"),
+        ("DOB 23-04-90 mismatch", "23-04-90"),
+        ("DOB 23.04.1990 mismatch", "23.04.1990"),
+        ("DOB 23 Apr 1990 mismatch", "23 Apr 1990"),
+        ("DOB 23rd April, 1990 mismatch", "April, 1990"),
+        ("DOB April 23, 1990 mismatch", "April 23, 1990"),
+        ("Aadhaar 1234 5678 9012 unknown", "1234 5678 9012"),
+        ("Aadhaar 1234-5678-9012 unknown", "5678"),
+        ("Aadhaar 123456789012 unknown", "123456789012"),
+    ],
+)
+@pytest.mark.parametrize("field", ["description", "message"])
+def test_personal_data_in_the_apis_text_is_masked(said: str, hidden: str, field: str) -> None:
+    """A PAN, e-mail, date of birth or Aadhaar-like number quoted by the API is masked."""
+    body = json.dumps({"code": "E42", field: said, "status": "False"}).encode()
+    if field == "message":
+        body = json.dumps({"error_code": "E42", "status": "FAILED", "message": said}).encode()
+    with pytest.raises(AOPayError) as info:
+        decode_response(200, {}, body)
+    for text in (str(info.value), repr(info.value), info.value.message):
+        assert hidden not in text
+        assert "***" in text
+    assert said.split()[0] in str(info.value)  # the rest of the text is kept
+
+
+@pytest.mark.parametrize(
+    "kept", ["Invalid request: code E42 at step 3", "retry after 2 seconds", "version 1.2.3"]
+)
+def test_ordinary_api_text_is_kept(kept: str) -> None:
+    """Text with nothing personal in it comes through as the API wrote it."""
+    body = json.dumps({"code": "E42", "description": kept, "status": "False"}).encode()
+    with pytest.raises(AOPayError) as info:
+        decode_response(200, {}, body)
+    assert kept in str(info.value)
