@@ -360,7 +360,9 @@ async def test_what_is_not_an_exception_is_not_an_items_outcome(
     """
 
     class Escaping(FakeClient):
-        async def _call(self, request: CreditHistoryRequest) -> tuple[CreditHistory, int]:
+        async def _call(
+            self, request: CreditHistoryRequest, watch: object = None
+        ) -> tuple[CreditHistory, int]:
             raise escape()
 
     with pytest.raises(escape):
