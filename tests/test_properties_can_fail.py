@@ -171,6 +171,25 @@ def _shard_counting_from_one(rows: Any, shard: tuple[int, int] | None) -> Any:
     return (row for number, row in enumerate(rows, start=1) if number % n == k)
 
 
+def _decoder_parsing_with_json_loads(monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> None:
+    """A decoder that parses with json.loads first: its ValueErrors and RecursionError escape."""
+    import json
+    import sys
+
+    def leaky(status: int, headers: Any, body: bytes, *, secrets: Any = ()) -> Any:
+        json.loads(body)
+        return decode_response(status, headers, body, secrets=secrets)
+
+    monkeypatch.setattr(sys.modules["hostile_bodies"], "decode_response", leaky)
+
+
+class _BucketAdmittingAll(TokenBucket):
+    """The bucket before admit: every caller woken after a stall starts at once."""
+
+    def admit(self, now: float) -> float:
+        return 0.0
+
+
 def swap(name: str, broken: object) -> Breaker:
     """A breaker that replaces *name* in the test module by *broken*."""
 
@@ -216,6 +235,12 @@ BREAKERS: dict[str, Breaker] = {
         "decode_response", _decoder_leaking_unicode_errors
     ),
     "test_models::test_over_long_ids_always_refused": swap("check_id", _check_id_allowing_100),
+    "test_decode_property::test_arbitrary_bytes": _decoder_parsing_with_json_loads,
+    "test_decode_property::test_mutated_seed_bodies": _decoder_parsing_with_json_loads,
+    "test_decode_property::test_deep_nesting": _decoder_parsing_with_json_loads,
+    "test_limiter_stall::test_real_starts_hold_the_bucket_through_a_stall": swap(
+        "TokenBucket", _BucketAdmittingAll
+    ),
     "test_sandbox_customers::test_any_id_gives_a_consistent_profile": _replace_profile(
         cibil_score=901
     ),
@@ -251,6 +276,9 @@ def _module(name: str) -> ModuleType:
 CAUGHT_AS: dict[str, Caught] = {
     "test_decode::test_any_bytes_decode_or_raise_one_of_ours": UnicodeDecodeError,
     "test_models::test_over_long_ids_always_refused": pytest.fail.Exception,
+    "test_decode_property::test_arbitrary_bytes": (ValueError, RecursionError),
+    "test_decode_property::test_mutated_seed_bodies": (ValueError, RecursionError),
+    "test_decode_property::test_deep_nesting": (ValueError, RecursionError),
 }
 
 
