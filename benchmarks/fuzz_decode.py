@@ -7,7 +7,8 @@ test. It must never touch the network. Usage::
     python -m benchmarks.fuzz_decode --cases 200000        # each strategy gets a third
     python -m benchmarks.fuzz_decode --cases 50000 --strategy nesting
 
-Measured: 201,000 cases in about 11 minutes on a loaded 2-core machine (see the CHANGELOG).
+Measured: ``--cases 201000`` ran 201,000 cases (67,000 per strategy) with no escape in 4,111 s
+on a 2-core machine shared at load ~10 (about 12 minutes of CPU time).
 """
 
 from __future__ import annotations
