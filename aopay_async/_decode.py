@@ -156,7 +156,7 @@ def _not_json(body: bytes, status: int, exc: BaseException | None = None) -> Res
 
 
 def _api_error(
-    loose: Mapping[str, Any], status: int, headers: Mapping[str, str], body: bytes, secrets: Any
+    loose: Mapping[str, Any], headers: Mapping[str, str], body: bytes, secrets: Any
 ) -> Exception | None:
     """The error an error-shaped body reports, or None when *loose* is not error-shaped."""
     if "responsecode" in loose:
@@ -302,7 +302,7 @@ def _decode(
         except ResponseDecodeError as decode_error:
             # A body of the wrong shape may still be an error shape with odd types in it.
             loose = _loose(body)
-            found = _api_error(loose, status, headers, body, secrets) if loose else None
+            found = _api_error(loose, headers, body, secrets) if loose else None
             if found is not None:
                 raise found from None
             raise decode_error from None
@@ -317,7 +317,7 @@ def _decode(
             )
             if v is not None
         }
-        found = _api_error(shaped, status, headers, body, secrets)
+        found = _api_error(shaped, headers, body, secrets)
         assert found is not None
         raise found
     return _history(envelope, secrets)
@@ -340,7 +340,7 @@ def _status_failure(
     if status not in (401, 403) and status < 500:
         loose = _loose(body)
         if loose is not None and str(loose.get("responsecode")) in ("401", "403"):
-            found = _api_error(loose, status, headers, body, secrets)
+            found = _api_error(loose, headers, body, secrets)
             assert found is not None
             return found
     return status_error(status, headers, _preview(body, secrets), retry_after=retry_after)
