@@ -150,3 +150,17 @@ def test_repr_names_the_class_the_message_and_the_attempts(
 def test_redaction_cuts_only_past_the_limit(length: int, expected: str) -> None:
     """A text of exactly the limit is kept whole; one character more is cut with an ellipsis."""
     assert redact("x" * length) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("pan ABCDE1234F here", "pan *** here"),
+        ("mail synth.user@example.test now", "mail *** now"),
+        ("born 1990-04-23.", "born ***."),
+    ],
+    ids=["pan", "email", "date"],
+)
+def test_personal_data_becomes_exactly_three_stars(text: str, expected: str) -> None:
+    """Personal data is replaced by the same ``***`` as every other redaction, nothing else."""
+    assert redact(text) == expected

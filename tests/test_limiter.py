@@ -208,6 +208,18 @@ def test_bad_settings_say_what_and_why(
 # -- on a real event loop -----------------------------------------------------------------------
 
 
+def test_reserve_never_schedules_before_the_last_real_start() -> None:
+    """Once real starts ran past the schedule (after a stall), reservations queue behind them.
+
+    One slot at 0, started late at 10 (admit): the next slot is 11, one interval after the
+    real start, not 10 (the schedule alone) nor 1.
+    """
+    bucket = TokenBucket(1.0, 1)
+    assert bucket.reserve(0.0) == 0.0
+    assert bucket.admit(10.0) == 0.0
+    assert bucket.reserve(10.0) == 11.0
+
+
 async def test_a_free_token_is_taken_without_yielding() -> None:
     """With a token free, ``acquire`` returns without giving the loop to anyone else.
 
