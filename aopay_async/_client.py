@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
+    from ._fastpath import FastTransport
     from ._transport import Transport
 
 __all__ = ["DEFAULT_BASE_URL", "PATH", "AOPayClient"]
@@ -167,6 +168,7 @@ class AOPayClient:
         event_hooks: Iterable[EventHook] = (),
         meter_provider: MeterProvider | None = None,
         tracer_provider: TracerProvider | None = None,
+        transport: str = "auto",
     ) -> None:
         self._company_code = _credential("company_code", company_code, ENV_COMPANY_CODE)
         self._registration_id = _credential("registration_id", registration_id, ENV_REGISTRATION_ID)
@@ -187,6 +189,11 @@ class AOPayClient:
         _check_number("max_response_bytes", max_response_bytes, minimum=1, integer=True)
         _check_number("backoff_base", backoff_base, minimum=0)
         _check_number("backoff_max", backoff_max, minimum=0)
+        if transport not in ("auto", "aiohttp"):
+            raise InvalidRequestError(f'transport must be "auto" or "aiohttp", not {transport!r}')
+        # "auto": the session the client creates uses the fast path (_fastpath.py); a
+        # caller's session always goes through aiohttp.
+        self._fast = transport == "auto" and session is None
         if limiter is not None and not isinstance(limiter, RateLimiter):
             raise InvalidRequestError("limiter must have an async acquire() method")
         self._rate_limit = rate_limit
@@ -202,7 +209,7 @@ class AOPayClient:
         self._backoff_base = float(backoff_base)
         self._backoff_max = float(backoff_max)
         self._user_session = session
-        self._transport: Transport | None = None
+        self._transport: Transport | FastTransport | None = None
         self._slots: Slots | None = None
         self._closed = False
         self._random = random.Random()
@@ -225,9 +232,19 @@ class AOPayClient:
         """True once :meth:`aclose` has run."""
         return self._closed
 
-    def _open(self) -> Transport:
+    def _open(self) -> Transport | FastTransport:
         if self._closed:
             raise RuntimeError("this AOPayClient is closed; create a new one")
+        if self._transport is None and self._fast:
+            from ._fastpath import FastTransport
+
+            self._slots = Slots(self._max_concurrency)
+            self._transport = FastTransport(
+                self._url,
+                max_connections=self._max_concurrency,
+                max_bytes=self._max_response_bytes,
+                user_agent=_user_agent(),
+            )
         if self._transport is None:
             # Imported here, not at the top: `import aopay_async` (and so its pure core
             # modules) must not pull in aiohttp; only a client that opens needs it.
@@ -263,7 +280,7 @@ class AOPayClient:
         transport, self._transport = self._transport, None
         if transport is not None and self._user_session is None:
             # Shielded: a cancelled aclose still finishes closing, so nothing is left unclosed.
-            await asyncio.shield(transport.session.close())
+            await asyncio.shield(transport.aclose())
 
     def __repr__(self) -> str:
         return (
@@ -384,7 +401,7 @@ class AOPayClient:
 
     async def _attempt(
         self,
-        transport: Transport,
+        transport: Transport | FastTransport,
         body: bytes,
         loop: asyncio.AbstractEventLoop,
         deadline_at: float | None,

@@ -74,6 +74,10 @@ class Transport:
             "User-Agent": user_agent,
         }
 
+    async def aclose(self) -> None:
+        """Close the session (the client calls this only for a session it created)."""
+        await self.session.close()
+
     async def send(
         self,
         body: bytes,

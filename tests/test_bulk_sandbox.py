@@ -21,6 +21,9 @@ from aopay_async import (
 )
 from aopay_async.testing import SandboxServer
 
+# End to end on both transports (conftest's client_transport: fast path and aiohttp).
+pytestmark = pytest.mark.usefixtures("client_transport")
+
 
 def _client(server: SandboxServer, **knobs: object) -> AOPayClient:
     """A client on *server*: its credentials, no client-side limit, zero backoff."""

@@ -87,6 +87,7 @@ async def test_factory_starts_sandboxes_with_knobs(aopay_sandbox_factory: Sandbo
     assert two.company_code == "ACME01"
 
 
+@pytest.mark.usefixtures("client_transport")
 @pytest.mark.parametrize(
     ("script", "error", "server_attempts"),
     [
@@ -128,6 +129,7 @@ async def test_no_attempt_is_sent_twice_unless_retried(
     assert sandbox.stats.attempts_by_order_id == {"order-S01": server_attempts}
 
 
+@pytest.mark.usefixtures("client_transport")
 async def test_the_client_holds_its_rate_against_the_sandbox(
     aopay_sandbox_factory: SandboxFactory,
 ) -> None:

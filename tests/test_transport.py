@@ -1,8 +1,10 @@
-"""The transport: the exact GET it sends, and how aiohttp outcomes map to our errors.
+"""The transport: the exact GET it sends, and how wire outcomes map to our errors.
 
 aioresponses matches method and URL only, so a ``callback=`` checks the body and headers;
-an unmatched call would look like a connection error, so these clients never retry. Byte
-limits, resets and timeouts need a real socket: they use the local server of _local_server.
+an unmatched call would look like a connection error, so these clients never retry (they
+mock aiohttp, so they pin ``transport="aiohttp"``). Byte limits, resets and timeouts need a
+real socket: they use the local server of _local_server, and run against BOTH transports
+(the ``sender`` fixture): aiohttp's and the fast path, which must behave the same.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import gzip
 import json
 import socket
 import types
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
 
 import aiohttp
 import pytest
@@ -31,10 +33,13 @@ from aopay_async import (
     __version__,
 )
 from aopay_async._client import PATH
+from aopay_async._fastpath import FastTransport
 from aopay_async._transport import Transport, create_session
 
 BASE = "https://api.aopay.test"
 URL = BASE + PATH
+#: aioresponses patches aiohttp: clients under it must take the aiohttp path.
+MOCKED: dict[str, Any] = {"transport": "aiohttp"}
 
 
 class MockResponse(aiohttp.ClientResponse):
@@ -54,19 +59,41 @@ def answer(body: bytes = SEED_SUCCESS, status: int = 200) -> CallbackResult:
     return CallbackResult(status=status, body=body, response_class=MockResponse)
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """A session made the way the client makes it, closed at teardown."""
-    made = create_session(4)
+class Sender(Protocol):
+    """What the client needs of a transport (both implement it)."""
+
+    async def send(
+        self, body: bytes, attempt_timeout: float, *, exact: bool = False
+    ) -> tuple[int, Any, bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+Make = Callable[..., Sender]
+
+#: The client's names for the two paths: "auto" is the fast path for a session it creates.
+CLIENT_TRANSPORTS = ["aiohttp", "auto"]
+
+
+@pytest.fixture(params=["aiohttp", "fast"])
+async def sender(request: pytest.FixtureRequest) -> AsyncIterator[Make]:
+    """Makes transports of one kind (made the way the client makes them); all closed at teardown."""
+    made: list[Sender] = []
+
+    def make(url: str, *, max_bytes: int = 10**6) -> Sender:
+        one: Sender
+        if request.param == "fast":
+            one = FastTransport(url, max_connections=4, max_bytes=max_bytes, user_agent="test/1")
+        else:
+            one = Transport(create_session(4), url, max_bytes=max_bytes, user_agent="test/1")
+        made.append(one)
+        return one
+
     try:
-        yield made
+        yield make
     finally:
-        await made.close()
-
-
-def transport(session: aiohttp.ClientSession, url: str, *, max_bytes: int = 10**6) -> Transport:
-    """A Transport to *url* with small, test-friendly limits."""
-    return Transport(session, url, max_bytes=max_bytes, user_agent="test/1")
+        for one in made:
+            await one.aclose()
 
 
 # -- the exact request, checked with aioresponses ----------------------------------------------
@@ -82,7 +109,9 @@ async def test_client_sends_the_documented_get_with_a_json_body() -> None:
 
     with aioresponses() as mocked:
         mocked.get(URL, callback=check)
-        async with AOPayClient(COMPANY, REGISTRATION, base_url=BASE, max_retries=0) as client:
+        async with AOPayClient(
+            COMPANY, REGISTRATION, base_url=BASE, max_retries=0, **MOCKED
+        ) as client:
             history = await client.get_credit_history(cibil_id="SYN0001", client_order_id="o-1")
     assert history.user_info.cibil_score == 770
     assert len(seen) == 1
@@ -107,7 +136,9 @@ async def test_registration_id_override_goes_in_the_body() -> None:
 
     with aioresponses() as mocked:
         mocked.get(URL, callback=check, repeat=True)
-        async with AOPayClient(COMPANY, REGISTRATION, base_url=BASE, max_retries=0) as client:
+        async with AOPayClient(
+            COMPANY, REGISTRATION, base_url=BASE, max_retries=0, **MOCKED
+        ) as client:
             await client.get_credit_history(cibil_id="SYN0001", registration_id="AOP-999")
             await client.get_credit_history(cibil_id="SYN0001")
     assert [b["RegistrationID"] for b in bodies] == ["AOP-999", REGISTRATION]
@@ -124,7 +155,9 @@ async def test_generated_order_ids_differ_per_call() -> None:
 
     with aioresponses() as mocked:
         mocked.get(URL, callback=check, repeat=True)
-        async with AOPayClient(COMPANY, REGISTRATION, base_url=BASE, max_retries=0) as client:
+        async with AOPayClient(
+            COMPANY, REGISTRATION, base_url=BASE, max_retries=0, **MOCKED
+        ) as client:
             for _ in range(5):
                 await client.get_credit_history(cibil_id="SYN0001")
     assert len(set(ids)) == 5
@@ -138,7 +171,11 @@ async def test_base_url_path_prefix_is_kept() -> None:
             "https://white.label.test/gw/v2" + PATH, body=SEED_SUCCESS, response_class=MockResponse
         )
         async with AOPayClient(
-            COMPANY, REGISTRATION, base_url="https://white.label.test/gw/v2/", max_retries=0
+            COMPANY,
+            REGISTRATION,
+            base_url="https://white.label.test/gw/v2/",
+            max_retries=0,
+            transport="aiohttp",
         ) as client:
             await client.get_credit_history(cibil_id="SYN0001")
 
@@ -146,7 +183,9 @@ async def test_base_url_path_prefix_is_kept() -> None:
 async def test_unmatched_mock_is_a_connection_error() -> None:
     """aioresponses answers an unknown URL with a connection error: ours maps it, once."""
     with aioresponses():
-        async with AOPayClient(COMPANY, REGISTRATION, base_url=BASE, max_retries=0) as client:
+        async with AOPayClient(
+            COMPANY, REGISTRATION, base_url=BASE, max_retries=0, **MOCKED
+        ) as client:
             with pytest.raises(APIConnectionError) as info:
                 await client.get_credit_history(cibil_id="SYN0001")
     assert info.value.attempts == 1
@@ -156,11 +195,11 @@ async def test_unmatched_mock_is_a_connection_error() -> None:
 
 
 async def test_send_returns_status_headers_and_body(
-    local_server: LocalServer, session: aiohttp.ClientSession
+    local_server: LocalServer, sender: Make
 ) -> None:
     """A complete answer comes back as (status, headers, bytes), whatever the status."""
     local_server.reply(status(418, b"teapot", headers={"X-Thing": "1"}, content_type="text/plain"))
-    got_status, headers, body = await transport(session, local_server.url + PATH).send(b"{}", 5)
+    got_status, headers, body = await sender(local_server.url + PATH).send(b"{}", 5)
     assert (got_status, body) == (418, b"teapot")
     assert headers["X-Thing"] == "1"
     assert local_server.seen[0].method == "GET"
@@ -168,39 +207,33 @@ async def test_send_returns_status_headers_and_body(
     assert local_server.seen[0].headers["Content-Type"] == "application/json"
 
 
-async def test_redirect_is_not_followed(
-    local_server: LocalServer, session: aiohttp.ClientSession
-) -> None:
+async def test_redirect_is_not_followed(local_server: LocalServer, sender: Make) -> None:
     """A 3xx comes back as is: the body (with the company code) goes to no other host."""
     local_server.reply(status(302, b"", headers={"Location": "http://127.0.0.2:9/steal"}))
-    got_status, _, _ = await transport(session, local_server.url + PATH).send(b"{}", 5)
+    got_status, _, _ = await sender(local_server.url + PATH).send(b"{}", 5)
     assert got_status == 302
     assert len(local_server.seen) == 1
 
 
-async def test_refused_connection_is_api_connection_error(session: aiohttp.ClientSession) -> None:
+async def test_refused_connection_is_api_connection_error(sender: Make) -> None:
     """Nothing listening: APIConnectionError, not a timeout."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(APIConnectionError) as info:
-        await transport(session, f"http://127.0.0.1:{port}{PATH}").send(b"{}", 5)
+        await sender(f"http://127.0.0.1:{port}{PATH}").send(b"{}", 5)
     assert not isinstance(info.value, APITimeoutError)
     assert isinstance(info.value.__cause__, aiohttp.ClientError)
 
 
-async def test_reset_is_api_connection_error(
-    local_server: LocalServer, session: aiohttp.ClientSession
-) -> None:
+async def test_reset_is_api_connection_error(local_server: LocalServer, sender: Make) -> None:
     """A TCP reset before the answer is an APIConnectionError."""
     local_server.reply(reset())
     with pytest.raises(APIConnectionError):
-        await transport(session, local_server.url + PATH).send(b"{}", 5)
+        await sender(local_server.url + PATH).send(b"{}", 5)
 
 
-async def test_reset_is_not_resent_behind_our_back(
-    local_server: LocalServer, session: aiohttp.ClientSession
-) -> None:
+async def test_reset_is_not_resent_behind_our_back(local_server: LocalServer, sender: Make) -> None:
     """One send, one request, even after a reset.
 
     aiohttp resends an idempotent GET once after a reset or disconnect; that hidden resend
@@ -208,14 +241,12 @@ async def test_reset_is_not_resent_behind_our_back(
     """
     local_server.reply(reset())
     with pytest.raises(APIConnectionError):
-        await transport(session, local_server.url + PATH).send(b"{}", 5)
+        await sender(local_server.url + PATH).send(b"{}", 5)
     await asyncio.sleep(0.05)
     assert len(local_server.seen) == 1
 
 
-async def test_cut_body_is_api_connection_error(
-    local_server: LocalServer, session: aiohttp.ClientSession
-) -> None:
+async def test_cut_body_is_api_connection_error(local_server: LocalServer, sender: Make) -> None:
     """Fewer bytes than Content-Length promised, then close: no complete response."""
 
     async def cut(request: web.Request, number: int) -> web.StreamResponse:
@@ -229,7 +260,7 @@ async def test_cut_body_is_api_connection_error(
 
     local_server.reply(cut)
     with pytest.raises(APIConnectionError) as info:
-        await transport(session, local_server.url + PATH).send(b"{}", 5)
+        await sender(local_server.url + PATH).send(b"{}", 5)
     assert not isinstance(info.value, APITimeoutError)
     # aiohttp says "<ContentLengthError: 400, ...>": no HTTP 400 was received, so no bare 400.
     assert "ContentLengthError" in str(info.value)
@@ -238,7 +269,7 @@ async def test_cut_body_is_api_connection_error(
 
 @pytest.mark.parametrize("exact", [False, True])
 async def test_slow_answer_is_api_timeout_error(
-    local_server: LocalServer, session: aiohttp.ClientSession, exact: bool
+    local_server: LocalServer, sender: Make, exact: bool
 ) -> None:
     """An attempt longer than its timeout is an APITimeoutError, never early, at most a tick late.
 
@@ -249,19 +280,19 @@ async def test_slow_answer_is_api_timeout_error(
     loop = asyncio.get_running_loop()
     began = loop.time()
     with pytest.raises(APITimeoutError, match="timed out"):
-        await transport(session, local_server.url + PATH).send(b"{}", 0.2, exact=exact)
+        await sender(local_server.url + PATH).send(b"{}", 0.2, exact=exact)
     took = loop.time() - began
     assert took >= 0.2
     assert took < 5  # the attempt's timeout, not the hang's 30 s
 
 
 async def test_a_timed_out_attempt_leaves_no_cancel_behind(
-    local_server: LocalServer, session: aiohttp.ClientSession
+    local_server: LocalServer, sender: Make
 ) -> None:
     """After a timeout the task is not left cancelling: the next await runs normally."""
     local_server.reply(hang(30))
     with pytest.raises(APITimeoutError):
-        await transport(session, local_server.url + PATH).send(b"{}", 0.1)
+        await sender(local_server.url + PATH).send(b"{}", 0.1)
     task = asyncio.current_task()
     assert task is not None
     assert task.cancelling() == 0
@@ -271,21 +302,17 @@ async def test_a_timed_out_attempt_leaves_no_cancel_behind(
 # -- max_response_bytes ------------------------------------------------------------------------
 
 
-async def test_body_at_the_limit_is_read(
-    local_server: LocalServer, session: aiohttp.ClientSession
-) -> None:
+async def test_body_at_the_limit_is_read(local_server: LocalServer, sender: Make) -> None:
     """A body of exactly ``max_bytes`` passes, with and without Content-Length."""
     payload = b"x" * 5000
     local_server.reply(ok(payload), stream([payload[:2500], payload[2500:]]))
     for _ in range(2):
-        _, _, body = await transport(session, local_server.url + PATH, max_bytes=5000).send(
-            b"{}", 5
-        )
+        _, _, body = await sender(local_server.url + PATH, max_bytes=5000).send(b"{}", 5)
         assert body == payload
 
 
 async def test_over_large_content_length_is_refused_before_reading(
-    local_server: LocalServer, session: aiohttp.ClientSession
+    local_server: LocalServer, sender: Make
 ) -> None:
     """A Content-Length over the limit fails at the headers, without waiting for the body."""
     body_started = asyncio.Event()
@@ -303,13 +330,13 @@ async def test_over_large_content_length_is_refused_before_reading(
     loop = asyncio.get_running_loop()
     began = loop.time()
     with pytest.raises(ResponseDecodeError, match="max_response_bytes"):
-        await transport(session, local_server.url + PATH, max_bytes=100_000).send(b"{}", 20)
+        await sender(local_server.url + PATH, max_bytes=100_000).send(b"{}", 20)
     assert loop.time() - began < 5
     assert body_started.is_set()
 
 
 async def test_over_large_chunked_body_is_refused_while_streaming(
-    local_server: LocalServer, session: aiohttp.ClientSession
+    local_server: LocalServer, sender: Make
 ) -> None:
     """Without Content-Length, reading stops once the limit is passed, long before the end."""
     chunk = b" " * 65536
@@ -330,13 +357,13 @@ async def test_over_large_chunked_body_is_refused_while_streaming(
 
     local_server.reply(endless)
     with pytest.raises(ResponseDecodeError, match="max_response_bytes"):
-        await transport(session, local_server.url + PATH, max_bytes=200_000).send(b"{}", 20)
+        await sender(local_server.url + PATH, max_bytes=200_000).send(b"{}", 20)
     await asyncio.sleep(0.05)
     assert sent[0] < count * len(chunk)
 
 
 async def test_gzip_bomb_is_refused_by_its_decompressed_size(
-    local_server: LocalServer, session: aiohttp.ClientSession
+    local_server: LocalServer, sender: Make
 ) -> None:
     """A small compressed body that inflates past the limit is refused as it inflates."""
     bomb = gzip.compress(b" " * (20 * 1024 * 1024))
@@ -345,18 +372,21 @@ async def test_gzip_bomb_is_refused_by_its_decompressed_size(
         status(200, bomb, headers={"Content-Encoding": "gzip"}),
         status(200, gzip.compress(SEED_SUCCESS), headers={"Content-Encoding": "gzip"}),
     )
-    sender = transport(session, local_server.url + PATH, max_bytes=1_000_000)
+    sender = sender(local_server.url + PATH, max_bytes=1_000_000)
     with pytest.raises(ResponseDecodeError, match="max_response_bytes"):
         await sender.send(b"{}", 20)
     _, _, body = await sender.send(b"{}", 20)
     assert body == SEED_SUCCESS
 
 
-async def test_client_maps_over_large_body_without_retrying(local_server: LocalServer) -> None:
+@pytest.mark.parametrize("kind", CLIENT_TRANSPORTS)
+async def test_client_maps_over_large_body_without_retrying(
+    local_server: LocalServer, kind: str
+) -> None:
     """Through the client, a too-large body is a ResponseDecodeError after one attempt."""
     local_server.reply(ok(b" " * 5000))
     async with AOPayClient(
-        COMPANY, REGISTRATION, base_url=local_server.url, max_response_bytes=1000
+        COMPANY, REGISTRATION, base_url=local_server.url, max_response_bytes=1000, transport=kind
     ) as client:
         with pytest.raises(ResponseDecodeError) as info:
             await client.get_credit_history(cibil_id="SYN0001")
@@ -364,10 +394,15 @@ async def test_client_maps_over_large_body_without_retrying(local_server: LocalS
     assert len(local_server.seen) == 1
 
 
-async def test_status_error_through_the_client_keeps_the_headers(local_server: LocalServer) -> None:
+@pytest.mark.parametrize("kind", CLIENT_TRANSPORTS)
+async def test_status_error_through_the_client_keeps_the_headers(
+    local_server: LocalServer, kind: str
+) -> None:
     """APIStatusError.headers are the response's, readable after the connection is gone."""
     local_server.reply(status(404, b"{}", headers={"X-Trace": "t-1"}))
-    async with AOPayClient(COMPANY, REGISTRATION, base_url=local_server.url) as client:
+    async with AOPayClient(
+        COMPANY, REGISTRATION, base_url=local_server.url, transport=kind
+    ) as client:
         with pytest.raises(APIStatusError) as info:
             await client.get_credit_history(cibil_id="SYN0001")
     assert info.value.status_code == 404

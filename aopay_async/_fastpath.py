@@ -1,0 +1,524 @@
+"""The fast path: a lean HTTP/1.1 keep-alive pool on ``asyncio.Protocol`` for the one GET we send.
+
+This module owns the same single job as ``_transport.Transport`` – send one attempt, hand
+back ``(status, headers, body bytes)`` or raise one of our errors – with the same interface,
+so the client above (limiter, retries, decoding, events) cannot tell the two apart. It must
+never retry or resend (a stale pooled connection is dropped *before* it carries a request;
+once a request is written, whatever happens is that attempt's outcome), never follow a
+redirect, never switch TLS verification off, and never hand back to the pool a connection
+whose response was not read to its end.
+
+Why hand-written (callgrind, instructions per request, c=64, nginx, 3 accounts; issue 12 and
+``python -m benchmarks.bench_instructions``): a raw aiohttp loop with ``json.loads`` costs
+~570k instructions a request, aiohttp's ``session.request`` + ``read`` alone ~450k of them,
+so no client built on ``ClientSession`` can beat that loop by more than ~1.15×. This path
+costs ~130k for the whole library call (request bytes built per call, written in one
+``write``, the response parsed by httptools' C parser, the body decoded by msgspec).
+httptools over aiohttp's own C ``HttpResponseParser``: measured in the same run
+(``benchmarks/bench_instructions.py --parsers``), aiohttp's parser hands every body to an
+aiohttp ``StreamReader`` (futures, flow control, its own decompressor without a size cap),
+which costs more per request and still needs private attributes to read synchronously;
+httptools is a small callback parser (llhttp, as in uvicorn) and lets the body cap and the
+decompression cap live here, in a few lines.
+
+What it deliberately does not do – each stays on aiohttp (``transport="aiohttp"``, or a
+caller's ``session=``): proxies (and ``trust_env``), HTTP/2, redirects (never wanted:
+the body carries the company code), cookies, request compression, ``Expect: 100-continue``,
+pipelining, per-request DNS caching beyond the pool (a connection lives until idle for
+``keepalive_timeout``, so a lookup happens once per new connection only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import select
+import ssl
+import zlib
+from collections import deque
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import aiohttp
+import httptools
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from ._decode import too_large
+from ._errors import APIConnectionError, APITimeoutError
+from ._timeouts import CoarseTimer
+
+__all__ = ["FastTransport"]
+
+#: Idle pooled connections are closed after this many seconds (aiohttp's default too).
+KEEPALIVE_TIMEOUT = 15.0
+#: Reuse of a connection idle this long first peeks at the socket for a FIN/RST the loop
+#: may not have delivered yet (a syscall; hot connections, idle for microseconds, skip it).
+_PEEK_AFTER = 1.0
+_HAPPY_EYEBALLS_DELAY = 0.25
+
+
+# Failures are raised as aiohttp's own exception classes, with aiohttp's wording where it
+# has one, so the APIConnectionError and its __cause__ read the same on both paths.
+_Disconnected = aiohttp.ClientConnectionError
+
+
+class _Headers(Mapping[str, str]):
+    """The response headers, case-insensitive; the multidict is built on first use only.
+
+    A successful call never looks at its headers, so the common case pays for a list of
+    byte pairs and nothing else.
+    """
+
+    __slots__ = ("_built", "_raw")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+        self._built: CIMultiDictProxy[str] | None = None
+
+    def _dict(self) -> CIMultiDictProxy[str]:
+        built = self._built
+        if built is None:
+            built = self._built = CIMultiDictProxy(
+                CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in self._raw)
+            )
+        return built
+
+    def __getitem__(self, key: str) -> str:
+        return self._dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def getall(self, key: str) -> list[str]:
+        """Every value of header *key* (as aiohttp's multidict does)."""
+        return self._dict().getall(key)
+
+    def __repr__(self) -> str:
+        return f"<Headers {list(self._dict().items())!r}>"
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection and the parser state of the response in flight on it."""
+
+    def __init__(self, pool: FastTransport) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[tuple[int, Mapping[str, str], bytes]] | None = None
+        self.lost: asyncio.Future[None] = pool._loop.create_future()
+        self.alive = True
+        self.idle_since = 0.0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.inflate: Any = None
+        self.until_eof = False
+        self.headers_done = False
+        self.keep_alive = True
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter is None:
+            # Bytes nobody asked for (on an idle connection): it cannot be trusted again.
+            self.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            # httptools wraps what a callback raised; the original is the context.
+            if isinstance(exc.__context__, _TooLarge):
+                self._fail(too_large(self.pool._max_bytes))
+            elif isinstance(exc.__context__, _Unsolicited):
+                self.close()
+            else:
+                self._fail(_Disconnected(f"invalid HTTP response: {str(exc)[:100]}"))
+
+    def eof_received(self) -> bool:
+        self._ended(None)
+        return False  # let asyncio close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._ended(exc)
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    # -- httptools callbacks ------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.waiter is None:
+            raise _Unsolicited  # a second response after ours: stop parsing, drop the line
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+        length = chunked = None
+        for name, value in self.headers:
+            lower = name.lower()
+            if lower == b"content-length":
+                length = value
+            elif lower == b"transfer-encoding":
+                chunked = value
+            elif lower == b"content-encoding":
+                coding = value.strip().lower()
+                if coding in (b"gzip", b"x-gzip"):
+                    self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                elif coding == b"deflate":
+                    self.inflate = _Deflate()
+        status = self.parser.get_status_code()
+        if length is not None and self.inflate is None:
+            try:
+                declared = int(length)
+            except ValueError:
+                declared = 0  # the parser rejects a malformed length itself
+            if declared > self.pool._max_bytes:
+                raise _TooLarge
+        # A body that ends only when the server closes (no length, not chunked).
+        self.until_eof = (
+            length is None and chunked is None and status >= 200 and status not in (204, 304)
+        )
+
+    def on_body(self, body: bytes) -> None:
+        inflate = self.inflate
+        limit = self.pool._max_bytes
+        if inflate is not None:
+            # Inflate no more than the cap allows: a small bomb never grows in memory.
+            body = inflate.decompress(body, limit - self.size + 1)
+            if inflate.unconsumed_tail:
+                raise _TooLarge
+        self.size += len(body)
+        if self.size > limit:
+            raise _TooLarge
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200:  # an interim 1xx answer: the real one follows
+            self._reset()
+            return
+        self.keep_alive = self.parser.should_keep_alive()
+        self._complete()
+
+    # -- outcomes -----------------------------------------------------------------------------
+
+    def _complete(self) -> None:
+        waiter = self.waiter
+        self.waiter = None
+        chunks = self.chunks
+        if self.inflate is not None:
+            try:
+                tail = self.inflate.flush()
+            except zlib.error as exc:
+                self._fail_waiter(
+                    waiter, aiohttp.ClientPayloadError(f"invalid compressed body: {exc}")
+                )
+                return
+            if tail:
+                chunks.append(tail)
+                self.size += len(tail)
+                if self.size > self.pool._max_bytes:
+                    self._fail_waiter(waiter, too_large(self.pool._max_bytes))
+                    return
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        result = (self.parser.get_status_code(), _Headers(self.headers), body)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(result)
+
+    def _ended(self, exc: Exception | None) -> None:
+        was_alive = self.alive
+        self.alive = False
+        self.pool._forget(self)
+        if self.waiter is None:
+            return
+        if was_alive and self.headers_done and self.until_eof and exc is None:
+            self.keep_alive = False
+            self._complete()
+            return
+        if self.headers_done:
+            failure: Exception = aiohttp.ClientPayloadError("Response payload is not completed")
+        elif isinstance(exc, OSError):
+            failure = aiohttp.ClientOSError(exc.errno, exc.strerror or str(exc))
+        else:
+            failure = aiohttp.ServerDisconnectedError()
+        self._fail(failure)
+
+    def _fail(self, exc: BaseException) -> None:
+        waiter = self.waiter
+        self.waiter = None
+        self.close()
+        self._fail_waiter(waiter, exc)
+
+    @staticmethod
+    def _fail_waiter(waiter: asyncio.Future[Any] | None, exc: BaseException) -> None:
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def close(self) -> None:
+        """Drop the connection now (its response, if any, is abandoned)."""
+        self.alive = False
+        self.pool._forget(self)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def stale(self, now: float) -> bool:
+        """True if the connection must not carry another request."""
+        transport = self.transport
+        if not self.alive or transport is None or transport.is_closing():
+            return True
+        if now - self.idle_since < _PEEK_AFTER:
+            return False
+        # The loop may not have run since the server's FIN or RST arrived: ask the socket.
+        # Anything readable on a connection that was idle this long is a FIN, an RST, a
+        # TLS close_notify or bytes that answer nothing: never worth a request. (poll, not
+        # select: descriptors above 1024 are common at high concurrency.)
+        sock = transport.get_extra_info("socket")
+        if sock is None or not hasattr(select, "poll"):
+            return False
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+
+
+class _Unsolicited(Exception):
+    """A response that answers no request of ours."""
+
+
+class _TooLarge(Exception):
+    """Raised inside parser callbacks; turned into the body-cap ResponseDecodeError."""
+
+
+class _Deflate:
+    """``Content-Encoding: deflate``: zlib-wrapped as the RFC says, raw deflate as IIS sends."""
+
+    __slots__ = ("_obj", "unconsumed_tail")
+
+    def __init__(self) -> None:
+        self._obj: Any = None
+        self.unconsumed_tail = b""
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        if self._obj is None:
+            raw = bool(data) and (data[0] & 0x0F) != 8
+            self._obj = zlib.decompressobj(-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
+        out: bytes = self._obj.decompress(data, max_length)
+        self.unconsumed_tail = self._obj.unconsumed_tail
+        return out
+
+    def flush(self) -> bytes:
+        return b"" if self._obj is None else bytes(self._obj.flush())
+
+
+class FastTransport:
+    """Sends attempts to one URL over a pool of at most *max_connections* connections."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_connections: int,
+        max_bytes: int,
+        user_agent: str,
+        ssl_context: ssl.SSLContext | None = None,
+        keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+    ) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("url must be an absolute http(s) URL")
+        self._tls = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port or (443 if self._tls else 80)
+        self._ssl: ssl.SSLContext | None = None
+        if self._tls:
+            self._ssl = ssl_context or ssl.create_default_context()
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        if parts.port is not None and parts.port != (443 if self._tls else 80):
+            host = f"{host}:{parts.port}"
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._head = (
+            f"GET {target} HTTP/1.1\r\n"
+            f"Host: {host}\r\n"
+            "Content-Type: application/json\r\n"
+            "Accept: application/json\r\n"
+            f"User-Agent: {user_agent}\r\n"
+            "Content-Length: "
+        ).encode("latin-1")
+        self._max_connections = max_connections
+        self._max_bytes = max_bytes
+        self._keepalive = keepalive_timeout
+        self._timer = CoarseTimer()
+        self._loop = asyncio.get_running_loop()
+        self._idle: deque[_Connection] = deque()
+        self._all: set[_Connection] = set()
+        self._opening = 0
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._sweep: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    @property
+    def connections(self) -> int:
+        """Open connections, idle or busy (for tests)."""
+        return len(self._all)
+
+    async def send(
+        self, body: bytes, attempt_timeout: float, *, exact: bool = False
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """Send one GET with *body*; return ``(status, headers, body bytes)``.
+
+        Same contract as ``Transport.send``: *attempt_timeout* bounds connect to last byte
+        (coarse, or exact with *exact*); :class:`APITimeoutError`, :class:`APIConnectionError`
+        or the body cap's ``ResponseDecodeError`` on failure.
+        """
+        try:
+            if exact:
+                async with asyncio.timeout(attempt_timeout):
+                    return await self._send(body)
+            with self._timer.within(attempt_timeout):
+                return await self._send(body)
+        except TimeoutError as exc:
+            raise APITimeoutError(
+                f"the attempt timed out after {attempt_timeout:.3g}s (connect to last byte)"
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise APIConnectionError(
+                f"no complete response from the API: {type(exc).__name__}: {str(exc)[:200]}"
+            ) from exc
+
+    async def _send(self, body: bytes) -> tuple[int, Mapping[str, str], bytes]:
+        conn = self._take() or await self._connect()
+        transport = conn.transport
+        assert transport is not None
+        waiter: asyncio.Future[tuple[int, Mapping[str, str], bytes]]
+        waiter = conn.waiter = self._loop.create_future()
+        done = False
+        try:
+            transport.write(self._head + str(len(body)).encode() + b"\r\n\r\n" + body)
+            result = await waiter
+            done = True
+            return result
+        finally:
+            # Only a connection whose response was read to its end goes back; a timeout,
+            # a cancellation or an error mid-response closes it.
+            if done and conn.keep_alive and conn.alive:
+                conn._reset()
+                self._release(conn)
+            else:
+                conn.waiter = None
+                conn.close()
+                self._wake()
+
+    # -- the pool -------------------------------------------------------------------------------
+
+    def _take(self) -> _Connection | None:
+        idle = self._idle
+        if not idle:
+            return None
+        now = self._loop.time()
+        while idle:
+            conn = idle.pop()  # most recently used first: the warmest, the least likely stale
+            if not conn.stale(now):
+                return conn
+            conn.close()  # dropped before use: no attempt, nothing sent
+        return None
+
+    async def _connect(self) -> _Connection:
+        while len(self._all) + self._opening >= self._max_connections:
+            waiter = self._loop.create_future()
+            self._waiting.append(waiter)
+            try:
+                await waiter
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(waiter)
+            conn = self._take()
+            if conn is not None:
+                return conn
+        if self._closed:
+            raise _Disconnected("the client is closed")
+        self._opening += 1
+        try:
+            _, protocol = await self._loop.create_connection(
+                lambda: _Connection(self),
+                self._host,
+                self._port,
+                ssl=self._ssl,
+                happy_eyeballs_delay=_HAPPY_EYEBALLS_DELAY,
+                interleave=1,
+            )
+        except OSError as exc:  # ssl.SSLError and socket.gaierror are OSErrors too
+            raise _Disconnected(
+                f"Cannot connect to host {self._host}:{self._port} "
+                f"ssl:{'default' if self._tls else False} [{type(exc).__name__}: {exc}]"
+            ) from exc
+        finally:
+            self._opening -= 1
+        conn = protocol
+        if self._closed:
+            conn.close()
+            raise _Disconnected("the client is closed")
+        self._all.add(conn)
+        return conn
+
+    def _release(self, conn: _Connection) -> None:
+        if self._closed:
+            conn.close()
+            return
+        conn.idle_since = now = self._loop.time()
+        self._idle.append(conn)
+        if self._sweep is None:
+            self._sweep = self._loop.call_at(now + self._keepalive, self._close_idle)
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _forget(self, conn: _Connection) -> None:
+        if conn in self._all:
+            self._all.discard(conn)
+            with contextlib.suppress(ValueError):
+                self._idle.remove(conn)
+            self._wake()
+
+    def _close_idle(self) -> None:
+        self._sweep = None
+        cutoff = self._loop.time() - self._keepalive
+        while self._idle and self._idle[0].idle_since <= cutoff:
+            self._idle[0].close()  # oldest first; close() removes it from the deque
+        if self._idle:
+            self._sweep = self._loop.call_at(
+                self._idle[0].idle_since + self._keepalive, self._close_idle
+            )
+
+    async def aclose(self) -> None:
+        """Close every connection and wait until their sockets are gone. Idempotent."""
+        self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        conns = list(self._all)
+        for conn in conns:
+            conn.close()
+        for waiter in self._waiting:
+            if not waiter.done():
+                waiter.set_result(None)
+        if conns:
+            await asyncio.wait([conn.lost for conn in conns], timeout=5)
