@@ -37,7 +37,7 @@ import ssl
 import zlib
 from collections import deque
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import httptools
@@ -125,8 +125,8 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # (uvloop's transports do not subclass asyncio.Transport; they behave as one.)
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self.waiter is None:
@@ -361,6 +361,11 @@ class FastTransport:
         self._keepalive = keepalive_timeout
         self._timer = CoarseTimer()
         self._loop = asyncio.get_running_loop()
+        # Happy eyeballs (RFC 8305) on asyncio's own loop; uvloop has no such arguments and
+        # tries the resolved addresses one after another.
+        self._eyeballs: dict[str, Any] = {}
+        if isinstance(self._loop, asyncio.BaseEventLoop):
+            self._eyeballs = {"happy_eyeballs_delay": _HAPPY_EYEBALLS_DELAY, "interleave": 1}
         self._idle: deque[_Connection] = deque()
         self._all: set[_Connection] = set()
         self._opening = 0
@@ -452,13 +457,12 @@ class FastTransport:
             raise _Disconnected("the client is closed")
         self._opening += 1
         try:
-            _, protocol = await self._loop.create_connection(
+            transport, protocol = await self._loop.create_connection(
                 lambda: _Connection(self),
                 self._host,
                 self._port,
                 ssl=self._ssl,
-                happy_eyeballs_delay=_HAPPY_EYEBALLS_DELAY,
-                interleave=1,
+                **self._eyeballs,
             )
         except OSError as exc:  # ssl.SSLError and socket.gaierror are OSErrors too
             raise _Disconnected(
@@ -468,6 +472,8 @@ class FastTransport:
         finally:
             self._opening -= 1
         conn = protocol
+        # uvloop may call connection_made only after create_connection returned.
+        conn.transport = transport
         if self._closed:
             conn.close()
             raise _Disconnected("the client is closed")

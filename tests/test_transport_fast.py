@@ -621,3 +621,20 @@ async def test_the_client_transport_fixture_switches_the_path(client_transport: 
     """conftest's client_transport really puts a default-built client on each path."""
     expected = FastTransport if client_transport == "auto" else Transport
     assert await _which() is expected
+
+
+def test_the_fast_path_runs_on_uvloop() -> None:
+    """uvloop's create_connection takes no happy-eyeballs arguments: the pool still connects."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def one() -> tuple[int, bytes]:
+        async with raw_server(answer(response())) as server:
+            pool = FastTransport(server.url, max_connections=1, max_bytes=10**6, user_agent="t")
+            try:
+                status, _, body = await pool.send(b"{}", 5)
+            finally:
+                await pool.aclose()
+        return status, body
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(one()) == (200, SEED_SUCCESS)
