@@ -348,14 +348,14 @@ class FastTransport:
         if parts.port is not None and parts.port != (443 if self._tls else 80):
             host = f"{host}:{parts.port}"
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self._head = (
+        self._lines = (
             f"GET {target} HTTP/1.1\r\n"
             f"Host: {host}\r\n"
             "Content-Type: application/json\r\n"
             "Accept: application/json\r\n"
             f"User-Agent: {user_agent}\r\n"
-            "Content-Length: "
         ).encode("latin-1")
+        self._head = self._lines + b"Content-Length: "
         self._max_connections = max_connections
         self._max_bytes = max_bytes
         self._keepalive = keepalive_timeout
@@ -379,20 +379,27 @@ class FastTransport:
         return len(self._all)
 
     async def send(
-        self, body: bytes, attempt_timeout: float, *, exact: bool = False
+        self,
+        body: bytes,
+        attempt_timeout: float,
+        *,
+        exact: bool = False,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[int, Mapping[str, str], bytes]:
         """Send one GET with *body*; return ``(status, headers, body bytes)``.
 
         Same contract as ``Transport.send``: *attempt_timeout* bounds connect to last byte
         (coarse, or exact with *exact*); :class:`APITimeoutError`, :class:`APIConnectionError`
-        or the body cap's ``ResponseDecodeError`` on failure.
+        or the body cap's ``ResponseDecodeError`` on failure. *headers* are sent besides
+        the client's own (the trace context of a traced attempt).
         """
+        head = self._head if headers is None else self._with(headers)
         try:
             if exact:
                 async with asyncio.timeout(attempt_timeout):
-                    return await self._send(body)
+                    return await self._send(body, head)
             with self._timer.within(attempt_timeout):
-                return await self._send(body)
+                return await self._send(body, head)
         except TimeoutError as exc:
             raise APITimeoutError(
                 f"the attempt timed out after {attempt_timeout:.3g}s (connect to last byte)"
@@ -402,7 +409,18 @@ class FastTransport:
                 f"no complete response from the API: {type(exc).__name__}: {str(exc)[:200]}"
             ) from exc
 
-    async def _send(self, body: bytes) -> tuple[int, Mapping[str, str], bytes]:
+    def _with(self, headers: Mapping[str, str]) -> bytes:
+        lines = [self._lines]
+        for name, value in headers.items():
+            line = f"{name}: {value}\r\n"
+            # A name or value carrying a line break would forge headers of its own.
+            if "\r" in line[:-2] or "\n" in line[:-2]:
+                raise ValueError(f"header {name!r} holds a line break")
+            lines.append(line.encode("latin-1"))
+        lines.append(b"Content-Length: ")
+        return b"".join(lines)
+
+    async def _send(self, body: bytes, head: bytes) -> tuple[int, Mapping[str, str], bytes]:
         conn = self._take() or await self._connect()
         transport = conn.transport
         assert transport is not None
@@ -410,7 +428,7 @@ class FastTransport:
         waiter = conn.waiter = self._loop.create_future()
         done = False
         try:
-            transport.write(self._head + str(len(body)).encode() + b"\r\n\r\n" + body)
+            transport.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
             result = await waiter
             done = True
             return result

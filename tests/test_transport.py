@@ -407,3 +407,25 @@ async def test_status_error_through_the_client_keeps_the_headers(
             await client.get_credit_history(cibil_id="SYN0001")
     assert info.value.status_code == 404
     assert info.value.headers["X-Trace"] == "t-1"
+
+
+async def test_extra_headers_are_sent_with_the_attempt(
+    local_server: LocalServer, sender: Make
+) -> None:
+    """``headers=`` (the trace context) goes out besides the client's own headers."""
+    one = sender(local_server.url + PATH)
+    await one.send(b"{}", 5, headers={"traceparent": "00-abc-def-01"})
+    await one.send(b"{}", 5)
+    assert local_server.seen[0].headers["traceparent"] == "00-abc-def-01"
+    assert local_server.seen[0].headers["Content-Type"] == "application/json"
+    assert "traceparent" not in local_server.seen[1].headers
+
+
+@pytest.mark.parametrize("header", [("x-a", "1\r\nX-Forged: 1"), ("x-a\nX-Forged", "1")])
+async def test_a_header_with_a_line_break_is_refused(
+    local_server: LocalServer, sender: Make, header: tuple[str, str]
+) -> None:
+    """No header can smuggle in another one: refused before anything is sent."""
+    with pytest.raises(ValueError, match="header"):
+        await sender(local_server.url + PATH).send(b"{}", 5, headers=dict([header]))
+    assert local_server.seen == []
