@@ -323,6 +323,9 @@ class _Deflate:
 class FastTransport:
     """Sends attempts to one URL over a pool of at most *max_connections* connections."""
 
+    #: The protocol of each connection (benchmarks swap in another parser).
+    _connection_class: type[_Connection] = _Connection
+
     def __init__(
         self,
         url: str,
@@ -476,7 +479,7 @@ class FastTransport:
         self._opening += 1
         try:
             transport, protocol = await self._loop.create_connection(
-                lambda: _Connection(self),
+                lambda: self._connection_class(self),
                 self._host,
                 self._port,
                 ssl=self._ssl,

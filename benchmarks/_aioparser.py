@@ -23,7 +23,7 @@ class _AiohttpParserConnection(_Connection):
     def __init__(self, pool: FastTransport) -> None:
         super().__init__(pool)
         self._reading_paused = False
-        self.aparser: Any = HttpResponseParser(self, pool._loop, 2**16)
+        self.aparser: Any = HttpResponseParser(self, pool._loop, 2**16)  # type: ignore[arg-type]
         self.message: Any = None
         self.payload: Any = None
 

@@ -17,17 +17,25 @@ __all__ = ["goals", "write_chart", "write_markdown"]
 
 NAMES = {
     "aopay": "aopay_async `get_credit_history`",
+    "aopay_aiohttp": 'aopay_async `get_credit_history`, `transport="aiohttp"`',
+    "aopay_aioparser": "aopay_async fast path with aiohttp's C parser (not shipped)",
     "aopay_bulk": "aopay_async `bulk_credit_history`",
     "raw_json": "raw aiohttp + `json.loads` (baseline)",
     "raw_msgspec": "raw aiohttp + msgspec Structs",
     "httpx_pydantic": "httpx + pydantic v2",
+    "pyreqwest": "pyreqwest (Rust) + `json.loads`",
+    "rnet": "rnet (Rust) + `json.loads`",
 }
 SHORT = {
     "aopay": "aopay get",
+    "aopay_aiohttp": "aopay get (aiohttp)",
+    "aopay_aioparser": "aopay get (aio parser)",
     "aopay_bulk": "aopay bulk",
     "raw_json": "raw+json",
     "raw_msgspec": "raw+msgspec",
     "httpx_pydantic": "httpx+pydantic",
+    "pyreqwest": "pyreqwest",
+    "rnet": "rnet",
 }
 DECODER_NAMES = {
     "aopay": "aopay_async `decode_response` (all conversions)",

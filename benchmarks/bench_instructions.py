@@ -127,9 +127,9 @@ def _ratios(records: list[dict[str, Any]], accounts: int) -> None:
     if base is None:
         return
     for record in rows:
-        record["fewer_than_raw"] = base["instructions_per_request"] / record[
-            "instructions_per_request"
-        ]
+        record["fewer_than_raw"] = (
+            base["instructions_per_request"] / record["instructions_per_request"]
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,13 +4,19 @@ Each implementation sends GetCreditHistory requests (a GET with the JSON body) t
 local server through C connections, with C workers pulling from one shared budget of N
 requests, and decodes every response:
 
-- ``aopay``: ``AOPayClient.get_credit_history`` (no rate limit, ``max_concurrency=C``);
+- ``aopay``: ``AOPayClient.get_credit_history`` (no rate limit, ``max_concurrency=C``), on
+  the fast path (the default transport);
+- ``aopay_aiohttp``: the same on ``transport="aiohttp"``;
+- ``aopay_aioparser`` (only when asked for): the fast path with aiohttp's C parser instead of
+  httptools (``_aioparser.py``), to compare the two parsers;
 - ``aopay_bulk``: ``AOPayClient.bulk_credit_history`` over N cibil ids, ``concurrency=C``;
 - ``raw_json``: a raw aiohttp loop (``TCPConnector(limit=C)``) with ``json.dumps``/``json.loads``
   — the baseline every ratio is taken against;
 - ``raw_msgspec``: the same raw loop decoding into plain msgspec Structs (no conversions);
 - ``httpx_pydantic``: httpx.AsyncClient + pydantic v2 models with our conversions (the stack
-  of Stainless-generated SDKs).
+  of Stainless-generated SDKs);
+- ``pyreqwest``, ``rnet`` (optional peers, run when installed): Rust-backed clients (reqwest /
+  hyper under a Python API) in the same loop as ``raw_json``, with ``json.loads``.
 
 Client CPU is ``time.process_time()`` around the run (this process only; the server is
 another process), server CPU is psutil on the server's pids. One worker process runs one
@@ -43,7 +49,9 @@ __all__ = ["IMPLS", "run_matrix"]
 
 PATH = "/api/AOP/CibilScore/GetCreditHistory"
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
-IMPLS = ("aopay", "aopay_bulk", "raw_json", "raw_msgspec", "httpx_pydantic")
+IMPLS = ("aopay", "aopay_aiohttp", "aopay_bulk", "raw_json", "raw_msgspec", "httpx_pydantic")
+#: Run by default only when importable (pip install pyreqwest rnet).
+OPTIONAL_PEERS = ("pyreqwest", "rnet")
 
 Call = Callable[[int], Awaitable[int]]
 
@@ -88,8 +96,14 @@ class _Impl:
     async def run(self, n: int, time_limit: float) -> tuple[int, int]:
         raise NotImplementedError
 
+    async def call(self, i: int) -> int:
+        """One request; returns the number of accounts decoded."""
+        raise NotImplementedError
+
 
 class _Aopay(_Impl):
+    transport = "auto"
+
     async def open(self) -> None:
         from aopay_async import AOPayClient
 
@@ -100,6 +114,7 @@ class _Aopay(_Impl):
             rate_limit=None,
             max_concurrency=self.concurrency,
             backoff_base=0.0,
+            transport=self.transport,
         )
         await self.client.__aenter__()
 
@@ -112,6 +127,26 @@ class _Aopay(_Impl):
 
     async def run(self, n: int, time_limit: float) -> tuple[int, int]:
         return await _drive(self.call, n, self.concurrency, time_limit)
+
+
+class _AopayAiohttp(_Aopay):
+    transport = "aiohttp"
+
+
+class _AopayAioparser(_Aopay):
+    async def open(self) -> None:
+        from ._aioparser import AiohttpParserTransport
+
+        await super().open()
+        fast = self.client._transport
+        assert fast is not None
+        await fast.aclose()
+        self.client._transport = AiohttpParserTransport(
+            self.client._url,
+            max_connections=self.concurrency,
+            max_bytes=10 * 1024 * 1024,
+            user_agent="bench",
+        )
 
 
 class _AopayBulk(_Aopay):
@@ -233,8 +268,67 @@ class _HttpxPydantic(_Impl):
         return await _drive(self.call, n, self.concurrency, time_limit)
 
 
+class _Pyreqwest(_RawJson):
+    async def open(self) -> None:
+        from pyreqwest.client import ClientBuilder
+
+        self.client = ClientBuilder().max_connections(self.concurrency).build()
+        await self.client.__aenter__()
+        self.full_url = self.url + PATH
+
+    async def close(self) -> None:
+        await self.client.__aexit__(None, None, None)
+
+    async def call(self, i: int) -> int:
+        request = self.client.get(self.full_url).headers(HEADERS).body_bytes(self._body(i))
+        response = await request.build().send()
+        data = await response.bytes()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}")
+        return self._decode(bytes(data))
+
+
+class _Rnet(_RawJson):
+    async def open(self) -> None:
+        import rnet
+
+        self._get = rnet.Method.GET
+        self.client = rnet.Client(
+            pool_max_size=self.concurrency, pool_max_idle_per_host=self.concurrency
+        )
+        self.full_url = self.url + PATH
+
+    async def close(self) -> None:
+        pass
+
+    async def call(self, i: int) -> int:
+        response = await self.client.request(
+            self._get, self.full_url, body=self._body(i), headers=HEADERS
+        )
+        data = await response.bytes()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}")
+        return self._decode(data)
+
+
+def available_peers() -> list[str]:
+    """The optional peers importable here."""
+    import importlib.util
+
+    return [name for name in OPTIONAL_PEERS if importlib.util.find_spec(name) is not None]
+
+
+def make_impl(name: str, url: str, concurrency: int, accounts: int) -> _Impl:
+    """The implementation *name*, not yet opened."""
+    return _CLASSES[name](url, concurrency, accounts)
+
+
 _CLASSES: dict[str, type[_Impl]] = {
     "aopay": _Aopay,
+    "aopay_aiohttp": _AopayAiohttp,
+    "aopay_aioparser": _AopayAioparser,
+    "pyreqwest": _Pyreqwest,
+    "rnet": _Rnet,
     "aopay_bulk": _AopayBulk,
     "raw_json": _RawJson,
     "raw_msgspec": _RawMsgspec,
@@ -272,7 +366,7 @@ async def _one_cell(
             await impl.open()
             opened[name] = impl
             # Warm up: open the connections and check that the answers decode right.
-            got = await impl.call(0)  # type: ignore[attr-defined]
+            got = await impl.call(0)
             if got != accounts:
                 raise RuntimeError(f"{name} decoded {got} accounts, expected {accounts}")
             await impl.run(min(n, concurrency * 4), time_limit)
@@ -368,7 +462,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url3", required=True, help="base URL serving the 3-account body")
     parser.add_argument("--url100", help="base URL serving the 100-account body")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
-    parser.add_argument("--impls", default=",".join(IMPLS))
+    parser.add_argument("--impls", default=None, help="default: all, with the peers installed")
     parser.add_argument("--concurrency", default="16,64,256")
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--requests-large", type=int, default=5_000)
@@ -385,7 +479,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[{args.loop}] {line}", file=sys.stderr, flush=True)
 
     coro = run_matrix(
-        impls=args.impls.split(","),
+        impls=args.impls.split(",") if args.impls else [*IMPLS, *available_peers()],
         urls=urls,
         concurrencies=[int(c) for c in args.concurrency.split(",")],
         n=args.requests,

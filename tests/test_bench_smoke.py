@@ -8,6 +8,7 @@ to the sandbox (or a minimal aiohttp.web server), and one case forces that fallb
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -21,7 +22,11 @@ for _module in ("matplotlib", "httpx", "pydantic", "orjson", "aiometer", "psutil
     pytest.importorskip(_module, reason="the benchmark extras (pip install -e .[bench])")
 
 ROOT = Path(__file__).resolve().parent.parent
-IMPLS = {"aopay", "aopay_bulk", "raw_json", "raw_msgspec", "httpx_pydantic"}
+#: What a default run measures: ours on both transports, the alternatives, and the optional
+#: Rust-backed peers (pyreqwest, rnet) when they are installed here.
+IMPLS = {"aopay", "aopay_aiohttp", "aopay_bulk", "raw_json", "raw_msgspec", "httpx_pydantic"} | {
+    peer for peer in ("pyreqwest", "rnet") if importlib.util.find_spec(peer) is not None
+}
 
 
 def _run_suite(out: Path, *extra: str) -> dict[str, Any]:
