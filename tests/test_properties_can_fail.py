@@ -195,6 +195,17 @@ def _relay_reordering(now: float, last: float, delay: float, jitter: float, u: f
     return now + delay - jitter + 2.0 * jitter * u
 
 
+def _connection_keeping_the_last_read(monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> None:
+    """A fast-path connection that keeps only the body bytes of the last read."""
+
+    class Broken(module._Connection):  # type: ignore[name-defined,misc]
+        def on_body(self, body: bytes) -> None:
+            self.chunks.clear()
+            super().on_body(body)
+
+    monkeypatch.setattr(module, "_Connection", Broken)
+
+
 def swap(name: str, broken: object) -> Breaker:
     """A breaker that replaces *name* in the test module by *broken*."""
 
@@ -269,6 +280,9 @@ BREAKERS: dict[str, Breaker] = {
         "select_shard", _shard_counting_from_one
     ),
     "test_redis_bench::test_relay_keeps_order_and_the_delay": swap("release_at", _relay_reordering),
+    "test_transport_fast::test_any_split_of_the_bytes_parses_the_same": (
+        _connection_keeping_the_last_read
+    ),
 }
 
 
