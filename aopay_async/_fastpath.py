@@ -46,6 +46,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from ._decode import too_large
 from ._errors import APIConnectionError, APITimeoutError
 from ._timeouts import CoarseTimer
+from ._transport import _describe  # the same wording on both paths
 
 __all__ = ["FastTransport"]
 
@@ -409,7 +410,7 @@ class FastTransport:
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise APIConnectionError(
-                f"no complete response from the API: {type(exc).__name__}: {str(exc)[:200]}"
+                f"no complete response from the API: {type(exc).__name__}: {_describe(exc)}"
             ) from exc
 
     def _with(self, headers: Mapping[str, str]) -> bytes:
