@@ -120,6 +120,7 @@ class _Connection(asyncio.Protocol):
         self.size = 0
         self.inflate: Any = None
         self.until_eof = False
+        self.chunked = False
         self.headers_done = False
         self.keep_alive = True
 
@@ -186,6 +187,7 @@ class _Connection(asyncio.Protocol):
                 declared = 0  # the parser rejects a malformed length itself
             if declared > self.pool._max_bytes:
                 raise _TooLarge
+        self.chunked = chunked is not None
         # A body that ends only when the server closes (no length, not chunked).
         self.until_eof = (
             length is None and chunked is None and status >= 200 and status not in (204, 304)
@@ -248,7 +250,16 @@ class _Connection(asyncio.Protocol):
             self._complete()
             return
         if self.headers_done:
-            failure: Exception = aiohttp.ClientPayloadError("Response payload is not completed")
+            # aiohttp's own words for the same cut (the client's _describe tidies them).
+            kind, what = (
+                ("TransferEncodingError", "transfer length")
+                if self.chunked
+                else ("ContentLengthError", "content length")
+            )
+            failure: Exception = aiohttp.ClientPayloadError(
+                f"Response payload is not completed: <{kind}: 400, "
+                f"message='Not enough data to satisfy {what} header.'>"
+            )
         elif isinstance(exc, OSError):
             failure = aiohttp.ClientOSError(exc.errno, exc.strerror or str(exc))
         else:
