@@ -25,7 +25,7 @@ from aopay_async import (
     ResponseDecodeError,
     ServerError,
 )
-from aopay_async._decode import IST, decode_response, too_large
+from aopay_async._decode import IST, _credit_age_months, decode_response, too_large
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 SEED_SUCCESS = (FIXTURES / "seed_success.json").read_bytes()
@@ -412,3 +412,43 @@ def test_too_large_message() -> None:
         "the response body is larger than max_response_bytes (1024 bytes); "
         "it was refused without being read whole"
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b'{"error_code": "SPC-200", "message": "\xff\xfe"}',
+            "the response is not valid UTF-8 (a gateway re-encoding the body?) (HTTP 200)",
+        ),
+        (b"[" * 100_000, "the response is JSON nested too deeply to read (HTTP 200)"),
+    ],
+    ids=["invalid-utf8", "deep-nesting"],
+)
+def test_hostile_body_message_word_for_word(body: bytes, message: str) -> None:
+    """Invalid UTF-8 and nesting too deep to read each say so, whole."""
+    with pytest.raises(ResponseDecodeError) as info:
+        decode(body)
+    assert str(info.value) == message
+
+
+def test_a_fetch_date_outside_the_calendar_in_india_says_so() -> None:
+    """A zoned fetch date whose India time falls before year 1 is refused, saying why."""
+    body = body_with(lambda d: user(d).update(cibil_score_fetch_date="0001-01-01T00:00:00+14:00"))
+    with pytest.raises(ResponseDecodeError) as info:
+        decode(body)
+    assert str(info.value) == (
+        "the response's `cibil_score_fetch_date` is outside the years 1-9999 in India time: "
+        "not a real fetch date"
+    )
+
+
+@pytest.mark.parametrize(("length", "cached"), [(64, 1), (65, 0)])
+def test_only_short_credit_ages_are_cached(length: int, cached: int) -> None:
+    """Credit ages up to 64 characters are cached; a longer (hostile) one is parsed, not kept."""
+    text = "8 Years 8 Months".ljust(length, ".")
+    _credit_age_months.cache_clear()
+    history = decode(body_with(lambda d: d["data"]["result"]["creditAge"].update(credit_age=text)))
+    assert history.credit_age is not None
+    assert history.credit_age.months == 104
+    assert _credit_age_months.cache_info().currsize == cached
