@@ -1,8 +1,9 @@
 """RedisLimiter: one rate limit shared exactly by every process on every host (extra ``[redis]``).
 
-This module owns the fleet-wide limiter: the GCRA script that runs inside Redis, its pure
-Python mirror (:func:`gcra_reserve`, the same integer arithmetic, tested as a table), and
-the client side that runs the script once per attempt and sleeps the wait it returns.
+This module owns the client side of the fleet-wide limiter: it runs the GCRA script of
+``_gcra.py`` (whose pure mirror, :func:`gcra_reserve`, is tested as a table) once per
+attempt, sleeps the wait it returns, and maps Redis's failures to RateLimiterError or the
+fallback.
 
 It must never:
 - import redis at module level (``import aopay_async`` works without redis-py; a test
@@ -17,13 +18,8 @@ It must never:
 - put a credential in a key, a log line or an error (the default key is a hash of the
   company code, :meth:`RedisLimiter.default_key`), or the URL (it may hold a password).
 
-Why integer microseconds: Redis ``TIME`` is microseconds, a Lua number is a double (exact to
-2**53 µs, ~285 years), and integer arithmetic lets the Python mirror agree with the script
-bit for bit. The interval is ``ceil(1e6 / rate)`` µs, rounded up so the fleet is never
-faster than asked; the cap of 10,000/s keeps that rounding under 1%.
-
-Cost, measured by benchmarks/bench_fleet.py: one round trip per attempt (EVALSHA), a few
-tens of µs on loopback; see the README's "Fleet" section for the figures.
+Cost, measured by benchmarks/bench_fleet.py: one round trip (EVALSHA) per attempt, ~100 µs
+of Redis time per call; see the README's "Fleet" section for the figures.
 """
 
 from __future__ import annotations
@@ -36,24 +32,16 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidRequestError, RateLimiterError
+from ._gcra import GCRA_SCRIPT, MAX_RATE, SCRIPT_SHA, interval_us, redis_key
 from ._limiter import RateLimiter
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis, RedisCluster
 
-__all__ = [
-    "GCRA_SCRIPT",
-    "MAX_RATE",
-    "RedisLimiter",
-    "gcra_reserve",
-    "interval_us",
-    "redis_key",
-]
+__all__ = ["RedisLimiter"]
 
 logger = logging.getLogger("aopay_async.redis")
 
-#: Above this many attempts per second the µs grid would round the rate off by over 1%.
-MAX_RATE = 10_000.0
 #: The largest burst accepted (a bigger one is no limit at all for this API).
 MAX_BURST = 100_000
 #: How long the state outlives its last reservation, in ms (past that it equals "no state").
@@ -63,62 +51,6 @@ RECHECK_SECONDS = 1.0
 
 _KEY_OK = re.compile(r"[!-~]{1,200}")  # printable ASCII, no space
 _DEFAULT_KEY_DOMAIN = b"aopay_async rate limit key v1\x00"
-
-# KEYS[1]: the limiter's hash ("{key}:gcra"; the braces are the Redis Cluster hash tag).
-# ARGV[1]: interval in µs, ARGV[2]: burst, ARGV[3]: how long the state outlives its last
-# reservation, in ms (all integers).
-# Returns {0, wait_us, now_us} for a reservation, {1, interval_us, burst} when the key is in
-# use with other settings (nothing reserved). Every number is a whole number of µs.
-GCRA_SCRIPT = """\
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local state = redis.call('HMGET', KEYS[1], 'tat', 'interval', 'burst')
-if state[2] and (tonumber(state[2]) ~= interval or tonumber(state[3]) ~= burst) then
-  return {1, tonumber(state[2]), tonumber(state[3])}
-end
-local tat = now
-if state[1] then
-  tat = tonumber(state[1])
-  if tat < now then tat = now end
-end
-local start = tat - (burst - 1) * interval
-if start < now then start = now end
-local new_tat = tat + interval
-redis.call('HSET', KEYS[1], 'tat', string.format('%.0f', new_tat),
-           'interval', ARGV[1], 'burst', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], math.ceil((new_tat - now) / 1000) + tonumber(ARGV[3]))
-return {0, start - now, now}
-"""
-_SCRIPT_SHA = hashlib.sha1(GCRA_SCRIPT.encode()).hexdigest()
-
-
-def gcra_reserve(now: int, tat: int | None, interval: int, burst: int) -> tuple[int, int]:
-    """The script's decision in pure Python: ``(start, new_tat)`` in integer µs.
-
-    *now* is the Redis clock, *tat* the stored theoretical arrival time (None: no state).
-    The caller may start at *start* (>= *now*); *new_tat* is stored for the next caller.
-    Same rule as :meth:`TokenBucket.reserve`: a slot on a fixed grid of *interval*, with
-    ``burst - 1`` intervals of tolerance, so any window of T µs holds at most
-    ``burst + floor(T / interval)`` starts.
-    """
-    if tat is None or tat < now:
-        tat = now
-    start = tat - (burst - 1) * interval
-    if start < now:
-        start = now
-    return start, tat + interval
-
-
-def interval_us(rate: float) -> int:
-    """The grid step in whole µs for *rate* per second, rounded up (never faster)."""
-    return max(1, math.ceil(1_000_000 / rate))
-
-
-def redis_key(key: str) -> str:
-    """The Redis key that holds *key*'s state; ``{key}`` is the Redis Cluster hash tag."""
-    return "{" + key + "}:gcra"
 
 
 def _check_settings(key: object, rate: object, burst: object) -> None:
@@ -364,7 +296,7 @@ class RedisLimiter:
     async def _run_script(self) -> Any:
         args = (self._redis_key, self._interval, self._burst, EXPIRY_MARGIN_MS)
         try:
-            return await self._redis.evalsha(_SCRIPT_SHA, 1, *args)
+            return await self._redis.evalsha(SCRIPT_SHA, 1, *args)
         except self._errors[0] as exc:
             if not _is_noscript(exc):
                 raise

@@ -216,6 +216,7 @@ PURE_MODULES = [
     "aopay_async._models",
     "aopay_async._limiter",
     "aopay_async._redis",
+    "aopay_async._gcra",
 ]
 
 

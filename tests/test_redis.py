@@ -31,8 +31,8 @@ from _redis_server import RedisServer, free_port, running_redis
 from test_redis_gcra import max_in_window
 
 from aopay_async import AOPayClient, InvalidRequestError, RateLimiterError, RedisLimiter
+from aopay_async._gcra import gcra_reserve, interval_us, redis_key
 from aopay_async._limiter import TokenBucket
-from aopay_async._redis import gcra_reserve, interval_us, redis_key
 
 WORKER = Path(__file__).with_name("_redis_worker.py")
 #: A caller may see its slot up to this early on this host's clock (clock read granularity).

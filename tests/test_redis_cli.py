@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aopay_async import InvalidRequestError, RedisLimiter
-from aopay_async._redis import redis_key
+from aopay_async._gcra import redis_key
 from aopay_async.cli import UsageError, build_parser, main
 from aopay_async.cli._argtypes import limit_key, shard
 from aopay_async.cli._input import Row, select_shard, shard_size

@@ -16,13 +16,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aopay_async import InvalidRequestError, RateLimiterError, RedisLimiter
-from aopay_async._limiter import TokenBucket
-from aopay_async._redis import (
+from aopay_async._gcra import (
     GCRA_SCRIPT,
     gcra_reserve,
     interval_us,
     redis_key,
 )
+from aopay_async._limiter import TokenBucket
 from aopay_async._retry import is_retryable, next_wait
 
 
@@ -98,6 +98,15 @@ def test_interval_never_faster_and_within_one_percent(rate: float) -> None:
     step = interval_us(rate)
     assert step >= 1_000_000 / rate
     assert 1_000_000 / step >= rate * 0.99
+
+
+@pytest.mark.parametrize(
+    ("rate", "expected"),
+    [(50, 20_000), (10_000, 100), (3, 333_334), (7, 142_858), (0.5, 2_000_000), (1e6, 1)],
+)
+def test_interval_table(rate: float, expected: int) -> None:
+    """The grid step in µs: exact when 1e6/rate is whole, else rounded up."""
+    assert interval_us(rate) == expected
 
 
 def test_script_reads_redis_time_and_declares_its_key() -> None:
