@@ -10,13 +10,16 @@ silently stop running (``.ci/run`` installs the package).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -40,6 +43,17 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the test process dies (even by SIGKILL or a
+    timeout), so a killed test run leaves no redis-server behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+#: Linux only; elsewhere a killed run may leave a server until its port is needed again.
+_PREEXEC: Callable[[], None] | None = _die_with_parent if sys.platform == "linux" else None
 
 
 class RedisServer:
@@ -78,6 +92,7 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_PREEXEC,  # only prctl, no locks: safe between fork and exec
         )
         limit = time.monotonic() + timeout
         while time.monotonic() < limit:
