@@ -52,6 +52,7 @@ __all__ = [
     "Observer",
     "Watch",
     "configure_from_env",
+    "log_to_stderr",
     "make_observer",
     "safe_reference",
 ]
@@ -193,14 +194,23 @@ def configure_from_env(environ: Mapping[str, str] = os.environ) -> logging.Handl
     level = _ENV_LEVELS.get(environ.get(ENV_LOG, "").strip().lower())
     if level is None:
         return None
+    return log_to_stderr(level)
+
+
+def log_to_stderr(level: int) -> logging.Handler | None:
+    """Show the library's log lines from *level* up on stderr (``AOPAY_LOG``, ``--log-level``).
+
+    Sets the ``aopay_async`` logger's level; adds one stderr handler, once (None when it is
+    already there).
+    """
+    LOG.setLevel(level)
     for handler in LOG.handlers:
-        if getattr(handler, "_aopay_env", False):
+        if getattr(handler, "_aopay_stderr", False):
             return None
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    handler._aopay_env = True  # type: ignore[attr-defined]  # marks ours, so it is added once
+    handler._aopay_stderr = True  # type: ignore[attr-defined]  # marks ours, so it is added once
     LOG.addHandler(handler)
-    LOG.setLevel(level)
     return handler
 
 

@@ -7,11 +7,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import re
 from collections.abc import Callable
 
-__all__ = ["count", "limit_key", "number", "shard"]
+__all__ = ["count", "limit_key", "log_level", "metrics_address", "number", "shard"]
+
+_LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 
 
 def number(minimum: float, *, allow_none: bool = False) -> Callable[[str], float | None]:
@@ -74,3 +77,24 @@ def limit_key(text: str) -> str:
             "a limit key is 1-200 printable ASCII characters without spaces or braces"
         )
     return text
+
+
+def log_level(text: str) -> int:
+    """``debug``, ``info`` or ``warning`` (any case) as a :mod:`logging` level."""
+    level = _LOG_LEVELS.get(text.strip().lower())
+    if level is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(_LOG_LEVELS)}")
+    return level
+
+
+def metrics_address(text: str) -> tuple[str, int]:
+    """``PORT`` (on 127.0.0.1) or ``HOST:PORT``, the port 1-65535."""
+    host, _, port_text = text.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port or HOST:PORT") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r}: the port must be 1-65535")
+    return host, port

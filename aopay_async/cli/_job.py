@@ -24,14 +24,13 @@ from aopay_async._models import BulkResult, CreditHistoryRequest
 from ._gate import StopGate
 from ._input import Row
 from ._ledger import Ledger, open_ledger
+from ._metrics import serve_metrics
 from ._output import BAD_ROW_ERROR, STDOUT, Output, bad_row_record, result_record
 from ._progress import Progress, tick
 from ._status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
-from ._summary import Tally, counting_session, print_summary
+from ._summary import Tally, print_summary
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from aopay_async._client import AOPayClient
 
 __all__ = ["MAX_ROW_WARNINGS", "Job", "JobOptions", "Outcome", "Verdict", "judge", "run_job"]
@@ -278,7 +277,7 @@ class Interrupts:
 
 
 async def run_job(
-    client_factory: Callable[[aiohttp.ClientSession, StopGate], AOPayClient],
+    client_factory: Callable[..., AOPayClient],
     rows: Iterable[Row],
     options: JobOptions,
     progress: Progress,
@@ -286,18 +285,25 @@ async def run_job(
     concurrency: int,
     count_rows: Callable[[], int] | None = None,
     resume_command: str | None = None,
+    metrics: tuple[str, int] | None = None,
 ) -> tuple[int, Tally]:
-    """Run a bulk job to its end (or to Ctrl-C); print the summary; return the exit status."""
+    """Run a bulk job to its end (or to Ctrl-C); print the summary; return the exit status.
+
+    *client_factory* is called with ``gate=``, ``event_hooks=`` and ``meter_provider=``
+    (the latter None unless *metrics*, ``(host, port)``, asks for a Prometheus endpoint).
+    """
     tally = Tally()
-    session = counting_session(tally, concurrency)
-    gate = StopGate(on_wait=tally.limiter_wait.add)
+    gate = StopGate()
+    meter_provider, stop_metrics = serve_metrics(metrics, progress.say)
     try:
         # The client first: missing credentials must stop us before OUTPUT is touched.
-        client = client_factory(session, gate)
+        client = client_factory(
+            gate=gate, event_hooks=[tally.on_event], meter_provider=meter_provider
+        )
         ledger = _starting_ledger(options, progress)
         output = Output(options.output, truncate=not options.resume, fsync=options.fsync)
     except BaseException:
-        await session.close()
+        stop_metrics()
         raise
     tally.previous_ok, tally.previous_failed = ledger.ok, ledger.failed
     interrupts = Interrupts(progress, options.grace, gate)
@@ -309,7 +315,7 @@ async def run_job(
     finally:
         interrupts.remove()
         output.close()
-        await session.close()
+        stop_metrics()
     code = _finish(job.outcome(), interrupts.interrupted, broken, tally, options, progress)
     if resume_command and (code == EXIT_INTERRUPTED or broken is not None):
         print(f"To resume: {resume_command}", file=sys.stderr, flush=True)

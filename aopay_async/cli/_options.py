@@ -17,13 +17,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aopay_async._errors import InvalidRequestError
 
-from ._argtypes import count, limit_key, number, shard
+from ._argtypes import count, limit_key, log_level, metrics_address, number, shard
 from ._status import UsageError
 
 if TYPE_CHECKING:
-    import aiohttp
+    from collections.abc import Iterable
+
+    from opentelemetry.metrics import MeterProvider
 
     from aopay_async._client import AOPayClient
+    from aopay_async._observe import EventHook
     from aopay_async._redis import RedisLimiter
 
     from ._gate import StopGate
@@ -106,6 +109,14 @@ def add_client_flags(parser: argparse.ArgumentParser, *, rate: float | None = 10
         metavar="S",
         help="seconds for one row, all attempts and waits; 'none' for no deadline (default 120)",
     )
+    group.add_argument(
+        "--log-level",
+        type=log_level,
+        default=None,
+        metavar="LEVEL",
+        help="show the library's log lines from LEVEL up on stderr: debug (one per attempt), "
+        "info (retries, 429s), warning (default: none; never customer data)",
+    )
 
 
 def add_fleet_flags(parser: argparse.ArgumentParser, *, with_shard: bool) -> None:
@@ -142,7 +153,16 @@ def add_fleet_flags(parser: argparse.ArgumentParser, *, with_shard: bool) -> Non
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
-    """--quiet, --progress-interval, --grace: the flags of a command that runs a bulk job."""
+    """--quiet, --progress-interval, --grace, --metrics-port: the flags of a bulk job."""
+    parser.add_argument(
+        "--metrics-port",
+        type=metrics_address,
+        default=None,
+        metavar="[HOST:]PORT",
+        help="serve Prometheus metrics (the client's OpenTelemetry instruments) at "
+        "http://HOST:PORT/metrics while the run lasts; HOST defaults to 127.0.0.1 "
+        "(needs: pip install 'aopay-async[prometheus]')",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     parser.add_argument(
         "--progress-interval",
@@ -176,16 +196,23 @@ def make_client(
     base_url: str | None = None,
     company_code: str | None = None,
     registration_id: str | None = None,
-    session: aiohttp.ClientSession | None = None,
     gate: StopGate | None = None,
     limiter: RedisLimiter | None = None,
+    event_hooks: Iterable[EventHook] = (),
+    meter_provider: MeterProvider | None = None,
 ) -> AOPayClient:
     """A client from the client flags; *base_url* (if given) stands in for ``--base-url``.
 
     With *limiter* (from :func:`make_limiter`) the client takes its tokens from it instead
     of a bucket of its own. With *gate*, the rate limit is put behind it (so Ctrl-C can
-    stop sending at once).
+    stop sending at once). *event_hooks* and *meter_provider* go to the client as given;
+    ``--log-level`` shows the library's log lines on stderr.
     """
+    level = getattr(args, "log_level", None)
+    if level is not None:
+        from aopay_async._observe import log_to_stderr
+
+        log_to_stderr(level)
     from aopay_async._client import AOPayClient
     from aopay_async._limiter import RateLimiter, TokenBucket
 
@@ -205,8 +232,9 @@ def make_client(
             max_retries=args.max_retries,
             timeout=args.timeout,
             deadline=args.deadline,
-            session=session,
             limiter=own,
+            event_hooks=event_hooks,
+            meter_provider=meter_provider,
             allow_insecure_http=args.allow_insecure_http,
         )
     except InvalidRequestError as exc:

@@ -1,8 +1,9 @@
 # Counting a run and the summary printed at its end: outcomes by error class, latency
 # percentiles (a constant-memory histogram: 2,400 buckets 1% wide, from 1 us to ~3 hours,
-# within 1% of the exact percentile), attempts, retries and HTTP statuses seen on the wire
-# (an aiohttp trace on the CLI's own session, so 429s the client retried are counted too).
-# It must never print customer data: counts, classes and statuses only.
+# within 1% of the exact percentile), attempts, retries and HTTP statuses seen on the wire.
+# Attempts, statuses, wire time and limiter waits come from the client's event stream
+# (Tally.on_event is an event hook), so 429s the client retried are counted too, whichever
+# transport sent them. It must never print customer data: counts, classes and statuses only.
 """The :class:`Tally` of a run, :class:`LatencyHistogram`, and :func:`print_summary`."""
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TextIO
+from typing import Final, TextIO
 
-if TYPE_CHECKING:
-    import aiohttp
+from aopay_async._observe import Event, EventKind
 
-__all__ = ["LatencyHistogram", "Tally", "counting_session", "format_ms", "print_summary"]
+__all__ = ["LatencyHistogram", "Tally", "format_ms", "print_summary"]
 
 
 class LatencyHistogram:
@@ -65,7 +65,7 @@ class Tally:
     connection_errors: int = 0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)  # whole rows
     wire: LatencyHistogram = field(default_factory=LatencyHistogram)  # attempts on the wire
-    limiter_wait: LatencyHistogram = field(default_factory=LatencyHistogram)  # token waits
+    limiter_wait: LatencyHistogram = field(default_factory=LatencyHistogram)  # slot+token waits
     unsent: int = 0  # rows dropped after Ctrl-C before any attempt was sent
     started: float = field(default_factory=time.monotonic)
 
@@ -88,45 +88,20 @@ class Tally:
             return None
         return max(self.total - self.previous - self.done, 0) / rate
 
-
-def _trace_config(tally: Tally) -> aiohttp.TraceConfig:
-    """Count every attempt's HTTP status (429s included) and connection failure."""
-    import aiohttp
-
-    # Wire time: from the request's start to its response headers (or its failure), per
-    # attempt, measured here in the CLI; the client itself does not split it out (yet).
-    async def on_end(
-        session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestEndParams
-    ) -> None:
-        tally.statuses[params.response.status] += 1
-        tally.wire.add(time.perf_counter() - context.started)
-
-    async def on_exception(
-        session: aiohttp.ClientSession,
-        context: Any,
-        params: aiohttp.TraceRequestExceptionParams,
-    ) -> None:
-        tally.connection_errors += 1
-        tally.wire.add(time.perf_counter() - context.started)
-
-    async def on_start(
-        session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestStartParams
-    ) -> None:
-        tally.attempts += 1
-        context.started = time.perf_counter()
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_start.append(on_start)
-    trace.on_request_end.append(on_end)
-    trace.on_request_exception.append(on_exception)
-    return trace
-
-
-def counting_session(tally: Tally, concurrency: int) -> aiohttp.ClientSession:
-    """The client's own kind of session, plus tracing so the summary can count 429s."""
-    from aopay_async._transport import create_session
-
-    return create_session(concurrency, trace_configs=[_trace_config(tally)])
+    def on_event(self, event: Event) -> None:
+        """The client's event hook: count each attempt, its status and its times."""
+        kind = event.kind
+        if kind is EventKind.ATTEMPT_FINISHED:
+            if event.status_code is None:
+                self.connection_errors += 1
+            else:
+                self.statuses[event.status_code] += 1
+            if event.wire_seconds is not None:
+                self.wire.add(event.wire_seconds)
+        elif kind is EventKind.ATTEMPT_STARTED:
+            self.attempts += 1
+        elif kind is EventKind.LIMITER_WAITED and event.wait_seconds is not None:
+            self.limiter_wait.add(event.wait_seconds)
 
 
 def format_ms(seconds: float | None) -> str:
@@ -145,9 +120,9 @@ def print_summary(
     """Counts by outcome and error class, times, retries, 429s; no customer data.
 
     Times are split: ``latency`` is a whole row (limiter waits, retries and backoff
-    included), ``wire`` one attempt from send to response headers, ``limiter`` one wait for
-    a rate-limit token: at 10/s with 32 rows in flight a row waits ~3 s for a token and
-    spends ~1 ms on the wire, and one number would hide which.
+    included), ``wire`` one attempt from send to response, ``limiter`` one wait for a
+    connection slot and a rate-limit token: at 10/s with 32 rows in flight a row waits ~3 s
+    for a token and spends ~1 ms on the wire, and one number would hide which.
     """
     elapsed = time.monotonic() - tally.started
     out: list[str] = []
@@ -173,7 +148,7 @@ def print_summary(
         )
     out.append(f"  latency   {_percentiles(tally.latency)} (whole row)")
     out.append(f"  wire      {_percentiles(tally.wire)} (one attempt, send to response)")
-    out.append(f"  limiter   {_percentiles(tally.limiter_wait)} (one wait for a token)")
+    out.append(f"  limiter   {_percentiles(tally.limiter_wait)} (one wait for a slot and a token)")
     out.append(f"  attempts  {tally.attempts} ({tally.retries} retries)")
     out.append(f"  429s seen {tally.statuses.get(429, 0)}")
     other = {s: n for s, n in sorted(tally.statuses.items()) if s not in (200, 429)}

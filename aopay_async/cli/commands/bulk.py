@@ -146,7 +146,7 @@ async def _bulk(args: argparse.Namespace) -> int:
         await check_limiter(limiter)
         progress = make_progress(args.quiet, args.progress_interval, "bulk")
         code, _ = await run_job(
-            lambda session, gate: make_client(args, session=session, gate=gate, limiter=limiter),
+            lambda **observe: make_client(args, limiter=limiter, **observe),
             rows,
             options,
             progress,
@@ -155,6 +155,7 @@ async def _bulk(args: argparse.Namespace) -> int:
             resume_command=(
                 None if args.output == STDOUT else resume_command(args.prog, args.argv)
             ),
+            metrics=args.metrics_port,
         )
     finally:
         close()

@@ -104,19 +104,19 @@ async def _demo(args: argparse.Namespace, shown_output: str) -> int:
         )
         options = JobOptions(output=output, overwrite=True, grace=args.grace, label="demo")
         code, _ = await run_job(
-            lambda session, gate: make_client(
+            lambda **observe: make_client(
                 args,
                 base_url=server.url,
                 company_code=DEFAULT_COMPANY_CODE,
                 registration_id=DEFAULT_REGISTRATION_ID,
-                session=session,
-                gate=gate,
+                **observe,
             ),
             demo_rows(args.n, args.seed),
             options,
             progress,
             concurrency=args.concurrency,
             count_rows=lambda: args.n,
+            metrics=args.metrics_port,
         )
     stream = sys.stderr if args.output == STDOUT else sys.stdout
     shown = "stdout" if args.output == STDOUT else shown_output
