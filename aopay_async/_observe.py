@@ -87,7 +87,8 @@ class EventKind(enum.StrEnum):
     RETRY_SCHEDULED = "retry_scheduled"
     #: The API answered 429: ``attempt``, ``status_code``, ``delay_seconds`` (its Retry-After).
     THROTTLED = "throttled"
-    #: The circuit breaker changed state: ``state`` (new), ``reason`` (the previous state).
+    #: The circuit breaker changed state: ``state`` (new), ``reason`` (the previous state),
+    #: ``delay_seconds`` (to the next probe, when it opened).
     CIRCUIT_CHANGED = "circuit_changed"
     #: The retry budget refused a retry: ``attempt``, ``reason`` (the failure not retried).
     BUDGET_SPENT = "budget_spent"
@@ -337,9 +338,19 @@ class Observer:
 
     # Rare events, reported whoever listens (each costs a log-level check when nobody does).
 
-    def circuit_changed(self, previous: str, state: str) -> None:
-        """The circuit breaker went from *previous* to *state* (e.g. ``closed`` to ``open``)."""
-        self.emit(Event(EventKind.CIRCUIT_CHANGED, state=state, reason=previous))
+    def circuit_changed(self, previous: str, state: str, retry_after: float | None = None) -> None:
+        """The circuit breaker went from *previous* to *state* (e.g. ``closed`` to ``open``);
+        *retry_after*: seconds to the next probe when it opened."""
+        self.emit(
+            Event(
+                EventKind.CIRCUIT_CHANGED, state=state, reason=previous, delay_seconds=retry_after
+            )
+        )
+
+    def circuit_created(self) -> None:
+        """The client has a circuit breaker, closed: count it in ``aopay.circuit.state``."""
+        if self.otel is not None:
+            self.otel.circuit_created()
 
     def budget_spent(self, order_id: str | None, attempt: int, exc: BaseException) -> None:
         """The retry budget refused the retry that *exc* (attempt *attempt*) would have had."""

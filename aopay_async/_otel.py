@@ -70,6 +70,7 @@ class OTel:
         "_base",
         "_url",
         "bulk_items",
+        "circuit",
         "duration",
         "retries",
         "tracer",
@@ -112,6 +113,15 @@ class OTel:
             description="Time an attempt waited for a connection slot and a rate-limit token.",
             explicit_bucket_boundaries_advisory=WAIT_BUCKETS,
         )
+        # An up-down counter per state, not a gauge: +1 for the state a client's circuit
+        # enters, -1 for the one it leaves, so each state's value is how many clients are in
+        # it (1 or 0 for one client), and it sums across clients. (The synchronous Gauge is
+        # a no-op with a warning in some API releases.)
+        self.circuit = meter.create_up_down_counter(
+            "aopay.circuit.state",
+            unit="{client}",
+            description="Clients whose circuit breaker is in each state (aopay.circuit.state).",
+        )
         self.bulk_items = meter.create_counter(
             "aopay.bulk.items",
             unit="{item}",
@@ -132,6 +142,15 @@ class OTel:
             self.retries.add(1, {"error.type": event.reason or "_OTHER"})
         elif kind is EventKind.BULK_ITEM:
             self.bulk_items.add(1, {"aopay.outcome": event.outcome or "ok"})
+        elif kind is EventKind.CIRCUIT_CHANGED:
+            if event.reason is not None:
+                self.circuit.add(-1, {"aopay.circuit.state": event.reason})
+            if event.state is not None:
+                self.circuit.add(1, {"aopay.circuit.state": event.state})
+
+    def circuit_created(self) -> None:
+        """A client with a breaker starts closed."""
+        self.circuit.add(1, {"aopay.circuit.state": "closed"})
 
     def attempt_attributes(self, event: Event) -> dict[str, Any]:
         """The semantic-convention attributes of one finished attempt."""
