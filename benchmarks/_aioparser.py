@@ -28,10 +28,10 @@ class _AiohttpParserConnection(_Connection):
         self.payload: Any = None
 
     # The StreamReader aiohttp's parser feeds asks its protocol for flow control.
-    def pause_reading(self) -> None:
+    def pause_reading(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    def resume_reading(self) -> None:
+    def resume_reading(self, *args: Any, **kwargs: Any) -> None:
         pass
 
     def data_received(self, data: bytes) -> None:
