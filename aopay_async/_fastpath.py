@@ -541,7 +541,7 @@ class FastTransport:
         self._sweep = None
         cutoff = self._loop.time() - self._keepalive
         while self._idle and self._idle[0].idle_since <= cutoff:
-            self._idle[0].close()  # oldest first; close() removes it from the deque
+            self._idle.popleft().close()  # oldest first
         if self._idle:
             self._sweep = self._loop.call_at(
                 self._idle[0].idle_since + self._keepalive, self._close_idle
