@@ -108,3 +108,22 @@ def test_benchmarks_send_the_sandbox_default_credentials() -> None:
         text=True,
     )
     assert done.stdout.split() == [COMPANY, REGISTRATION]
+
+
+def test_committed_report_is_what_results_json_renders_to(tmp_path: Path) -> None:
+    """``--report-only`` rewrites benchmarks/RESULTS.md from results.json byte for byte.
+
+    RESULTS.md is generated: a hand edit, or a change to ``_report.py`` that changes its output
+    without regenerating (``python -m benchmarks --report-only``), fails here.
+    """
+    code = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from benchmarks._report import write_markdown\n"
+        "results = json.loads(Path('benchmarks/results.json').read_text())\n"
+        "write_markdown(results, Path(sys.argv[1]), chart=Path('results.png'))\n"
+    )
+    out = tmp_path / "RESULTS.md"
+    command = [sys.executable, "-c", code, str(out)]
+    subprocess.run(command, cwd=ROOT, check=True, timeout=60, capture_output=True)
+    assert out.read_text() == (ROOT / "benchmarks" / "RESULTS.md").read_text()
