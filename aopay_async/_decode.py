@@ -44,6 +44,7 @@ from ._errors import (
     redact,
     status_error,
 )
+from ._headers import RETRY_AFTER_STATUSES, parse_retry_after
 from ._models import (
     Account,
     CreditAge,
@@ -52,9 +53,8 @@ from ._models import (
     CreditUtilization,
     UserInfo,
 )
-from ._retry import RETRY_AFTER_STATUSES, parse_retry_after
 
-__all__ = ["IST", "decode_response", "parse_credit_age", "too_large"]
+__all__ = ["IST", "decode_response", "parse_credit_age"]
 
 #: The zone AOPay's naive timestamps are meant in.
 IST = ZoneInfo("Asia/Kolkata")
@@ -116,14 +116,6 @@ def parse_credit_age(text: str) -> int | None:
     if years is None and months is None:
         return None
     return (int(years.group(1)) * 12 if years else 0) + (int(months.group(1)) if months else 0)
-
-
-def too_large(limit: int) -> ResponseDecodeError:
-    """The error for a body over ``max_response_bytes``."""
-    return ResponseDecodeError(
-        f"the response body is larger than max_response_bytes ({limit} bytes); "
-        "it was refused without being read whole"
-    )
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

@@ -42,6 +42,7 @@ __all__ = [
     "ServerError",
     "redact",
     "status_error",
+    "too_large",
 ]
 
 #: How much of a response body an :class:`APIStatusError` keeps (after redaction).
@@ -196,6 +197,14 @@ class APIResponseError(AOPayError):
 
 class ResponseDecodeError(AOPayError):
     """The body is not JSON, not the documented shape, or larger than ``max_response_bytes``."""
+
+
+def too_large(limit: int) -> ResponseDecodeError:
+    """The error for a body over ``max_response_bytes`` (raised by the transport, unread)."""
+    return ResponseDecodeError(
+        f"the response body is larger than max_response_bytes ({limit} bytes); "
+        "it was refused without being read whole"
+    )
 
 
 class RateLimiterError(AOPayError):

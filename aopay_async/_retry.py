@@ -17,15 +17,15 @@ Rules (the README, "Retries, rate limit, deadline"):
 
 from __future__ import annotations
 
-import email.utils
-import math
 import random
-import time
 from collections.abc import Callable
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from ._errors import APIConnectionError, APIStatusError, RateLimiterError
+
+# Re-exported: parse_retry_after was defined here first, and tests import it from here.
+from ._headers import RETRY_AFTER_STATUSES, parse_retry_after
 
 __all__ = [
     "RETRYABLE_STATUSES",
@@ -37,8 +37,6 @@ __all__ = [
 ]
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-#: Statuses whose ``Retry-After`` header replaces the backoff.
-RETRY_AFTER_STATUSES = frozenset({429, 503})
 #: With no deadline, the longest ``Retry-After`` a call sleeps through; a longer one (an
 #: outage announced in hours) fails the call at once instead of hanging it silently.
 MAX_RETRY_AFTER_WITHOUT_DEADLINE = 60.0
@@ -53,35 +51,6 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, APIStatusError):
         return exc.status_code in RETRYABLE_STATUSES
     return False
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header value, or None if absent or unreadable.
-
-    Accepts delay-seconds (``"3"``, and leniently ``"1.5"``) and an HTTP date, taken
-    relative to *now* (Unix time; the current time when None). Past dates give 0.
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(seconds):
-            return None
-        return max(0.0, seconds)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT; a zone-less one is read as such.
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
 
 
 def backoff_delay(

@@ -15,8 +15,7 @@ from collections.abc import Mapping
 import aiohttp
 from yarl import URL
 
-from ._decode import too_large
-from ._errors import APIConnectionError, APITimeoutError
+from ._errors import APIConnectionError, APITimeoutError, too_large
 from ._timeouts import CoarseTimer
 
 __all__ = ["Transport", "create_session"]

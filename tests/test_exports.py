@@ -211,6 +211,7 @@ def test_py_typed_is_shipped() -> None:
 
 PURE_MODULES = [
     "aopay_async._decode",
+    "aopay_async._headers",
     "aopay_async._retry",
     "aopay_async._errors",
     "aopay_async._models",
@@ -248,3 +249,65 @@ def test_all_pure_modules_together_do_not_import_aiohttp() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def _imports(module: str) -> set[str]:
+    """What one core module imports: sibling modules as ``_name``, others by top-level name."""
+    tree = ast.parse(PACKAGE_DIR.joinpath(f"{module}.py").read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            found.update([node.module] if node.module else [a.name for a in node.names])
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+    return {name.split(".")[0] for name in found}
+
+
+def _reach(module: str) -> set[str]:
+    """Everything *module* imports, directly or through the core modules it imports."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        for name in _imports(todo.pop()) - seen:
+            seen.add(name)
+            if PACKAGE_DIR.joinpath(f"{name}.py").is_file():
+                todo.append(name)
+    return seen
+
+
+#: (module, what it must never reach): the imports that run one way.
+NEVER_REACHES = [
+    ("_decode", "_retry"),  # classification must not depend on the retry loop...
+    ("_decode", "tenacity"),  # ...nor load tenacity with it
+    ("_decode", "aiohttp"),
+    ("_transport", "_decode"),  # the transport raises errors; it does not decode
+    ("_errors", "_models"),
+]
+
+
+@pytest.mark.parametrize(("module", "forbidden"), NEVER_REACHES)
+def test_imports_run_one_way(module: str, forbidden: str) -> None:
+    """Following its imports through the core modules, *module* never reaches *forbidden*."""
+    reached = _reach(module)
+    assert reached, f"{module} imports nothing?"
+    assert forbidden not in reached
+
+
+def test_reach_follows_imports_through_modules() -> None:
+    """The walk above is transitive: ``_client`` reaches tenacity through ``_retry``."""
+    assert {"_retry", "tenacity", "_errors"} <= _reach("_client")
+
+
+def test_headers_module_uses_only_the_standard_library() -> None:
+    """``_headers`` imports nothing but the standard library, so every module may import it."""
+    assert _imports("_headers") <= {"__future__", "email", "math", "time"}
+
+
+def test_retry_still_offers_parse_retry_after() -> None:
+    """``_retry.parse_retry_after`` stays importable: the same function ``_headers`` defines."""
+    headers = importlib.import_module("aopay_async._headers")
+    retry = importlib.import_module("aopay_async._retry")
+    assert retry.parse_retry_after is headers.parse_retry_after
+    assert retry.RETRY_AFTER_STATUSES is headers.RETRY_AFTER_STATUSES
