@@ -11,11 +11,11 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-import pathlib
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from _data import SEED_401, SEED_SUCCESS
 
 from aopay_async import (
     APIResponseError,
@@ -25,11 +25,9 @@ from aopay_async import (
     ResponseDecodeError,
     ServerError,
 )
-from aopay_async._decode import IST, _credit_age_months, decode_response, too_large
+from aopay_async._decode import IST, _credit_age_months, decode_response
+from aopay_async._errors import too_large
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures"
-SEED_SUCCESS = (FIXTURES / "seed_success.json").read_bytes()
-SEED_401 = (FIXTURES / "seed_401.json").read_bytes()
 BASE: dict[str, Any] = json.loads(SEED_SUCCESS)
 #: A synthetic credential, to check it is scrubbed wherever the API echoes it.
 SECRET = "CMPSYNTH77"
