@@ -48,8 +48,7 @@ import aiohttp
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ._decode import too_large
-from ._errors import APIConnectionError, APITimeoutError
+from ._errors import APIConnectionError, APITimeoutError, too_large
 from ._timeouts import CoarseTimer
 from ._transport import _describe  # the same wording on both paths
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp.http import HttpResponseParser
 
-from aopay_async._decode import too_large
+from aopay_async._errors import too_large
 from aopay_async._fastpath import FastTransport, _Connection
 
 __all__ = ["AiohttpParserTransport"]

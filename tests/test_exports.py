@@ -283,6 +283,7 @@ NEVER_REACHES = [
     ("_decode", "tenacity"),  # ...nor load tenacity with it
     ("_decode", "aiohttp"),
     ("_transport", "_decode"),  # the transport raises errors; it does not decode
+    ("_fastpath", "_decode"),  # nor does the fast transport
     ("_errors", "_models"),
 ]
 
