@@ -12,6 +12,8 @@ import inspect as _inspect
 import typing as _typing
 
 from .__version__ import __version__ as __version__  # re-exported; not in __all__ (a dunder)
+from ._breaker import CircuitBreaker
+from ._budget import RetryBudget
 from ._client import AOPayClient
 from ._errors import (
     AOPayError,
@@ -20,6 +22,7 @@ from ._errors import (
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
+    CircuitOpenError,
     InvalidRequestError,
     RateLimiterError,
     RateLimitError,
@@ -48,6 +51,8 @@ __all__ = [
     "Account",
     "AuthenticationError",
     "BulkResult",
+    "CircuitBreaker",
+    "CircuitOpenError",
     "CreditAge",
     "CreditHistory",
     "CreditHistoryRequest",
@@ -58,6 +63,7 @@ __all__ = [
     "RateLimiterError",
     "RedisLimiter",
     "ResponseDecodeError",
+    "RetryBudget",
     "ServerError",
     "UserInfo",
 ]

@@ -15,6 +15,7 @@ import ipaddress
 import math
 import os
 import random
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -23,9 +24,27 @@ from urllib.parse import urlsplit
 import msgspec
 
 from .__version__ import __version__
+from ._adaptive import RateController
+from ._breaker import (
+    CLOSED,
+    NORMAL,
+    REFUSED,
+    Circuit,
+    CircuitBreaker,
+    CircuitChange,
+    is_outage,
+)
+from ._budget import BudgetState, RetryBudget
 from ._decode import decode_response
-from ._errors import AOPayError, APITimeoutError, InvalidRequestError
-from ._limiter import RateLimiter, TokenBucket
+from ._errors import (
+    AOPayError,
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    CircuitOpenError,
+    InvalidRequestError,
+)
+from ._limiter import AdaptiveLimiter, RateLimiter, TokenBucket
 from ._models import (
     BulkResult,
     CreditHistory,
@@ -53,6 +72,10 @@ PATH = "/api/AOP/CibilScore/GetCreditHistory"
 ENV_COMPANY_CODE = "AOPAY_COMPANY_CODE"
 ENV_REGISTRATION_ID = "AOPAY_REGISTRATION_ID"
 ENV_BASE_URL = "AOPAY_BASE_URL"
+#: The defaults of ``retry_budget=`` and ``circuit_breaker=``: frozen settings, so sharing
+#: them is safe; each client builds its own state from them.
+DEFAULT_RETRY_BUDGET = RetryBudget()
+DEFAULT_CIRCUIT_BREAKER = CircuitBreaker()
 
 
 class _WireRequest(msgspec.Struct):
@@ -169,6 +192,9 @@ class AOPayClient:
         meter_provider: MeterProvider | None = None,
         tracer_provider: TracerProvider | None = None,
         transport: str = "auto",
+        retry_budget: RetryBudget | None = DEFAULT_RETRY_BUDGET,
+        adaptive: bool = False,
+        circuit_breaker: CircuitBreaker | None = DEFAULT_CIRCUIT_BREAKER,
     ) -> None:
         self._company_code = _credential("company_code", company_code, ENV_COMPANY_CODE)
         self._registration_id = _credential("registration_id", registration_id, ENV_REGISTRATION_ID)
@@ -196,11 +222,29 @@ class AOPayClient:
         self._fast = transport == "auto" and session is None
         if limiter is not None and not isinstance(limiter, RateLimiter):
             raise InvalidRequestError("limiter must have an async acquire() method")
+        if retry_budget is not None and not isinstance(retry_budget, RetryBudget):
+            raise InvalidRequestError("retry_budget must be a RetryBudget or None")
+        if circuit_breaker is not None and not isinstance(circuit_breaker, CircuitBreaker):
+            raise InvalidRequestError("circuit_breaker must be a CircuitBreaker or None")
+        if not isinstance(adaptive, bool):
+            raise InvalidRequestError(f"adaptive must be a bool, not {type(adaptive).__name__}")
         self._rate_limit = rate_limit
         self._burst = burst
         self._limiter: RateLimiter | None = limiter
-        if limiter is None and rate_limit is not None:
+        if limiter is None and rate_limit is not None and not adaptive:
             self._limiter = TokenBucket(rate_limit, burst)
+        self._budget: BudgetState | None = retry_budget.new_state() if retry_budget else None
+        self._circuit: Circuit | None = (
+            circuit_breaker.new_state(self._circuit_changed) if circuit_breaker else None
+        )
+        self._rate: RateController | None = None
+        if adaptive:
+            self._rate = RateController(_adaptive_ceiling(limiter, rate_limit))
+            # Per process: a local bucket at the adaptive rate in front of the configured
+            # limiter (a Redis limiter keeps the fleet's ceiling; this process slows itself).
+            self._limiter = AdaptiveLimiter(self._rate, burst, limiter)
+        # Errors raised because the budget refused their retry (bulk holds those items).
+        self._refused_errors: weakref.WeakSet[BaseException] = weakref.WeakSet()
         self._max_concurrency = max_concurrency
         self._max_retries = max_retries
         self._timeout = float(timeout)
@@ -371,12 +415,19 @@ class AOPayClient:
         # Attempts really sent: one that timed out waiting for a token or a connection
         # slot sent nothing and must not count in `.attempts`.
         sent = [0]
+        budget = self._budget
         try:
-            return await self._attempt(transport, body, loop, deadline_at, secrets, sent, watch), 1
+            history = await self._attempt(transport, body, loop, deadline_at, secrets, sent, watch)
         except AOPayError as exc:
+            if budget is not None and sent[0]:
+                budget.deposit(loop.time())
             if self._max_retries == 0 or not is_retryable(exc):
                 raise _finish(exc, sent[0], order_id)  # noqa: B904 - re-raised as itself
             first: AOPayError | None = exc
+        else:
+            if budget is not None:
+                budget.deposit(loop.time())
+            return history, 1
         # The slow path: only a failed first attempt pays for tenacity.
         try:
             async for attempt in retrying(
@@ -387,6 +438,7 @@ class AOPayClient:
                 cap=self._backoff_max,
                 uniform=self._random.uniform,
                 on_retry=None if watch is None else watch.retrying,
+                may_retry=None if budget is None else self._may_retry,
             ):
                 with attempt:
                     if first is not None:
@@ -411,9 +463,14 @@ class AOPayClient:
     ) -> CreditHistory:
         slots = self._slots
         assert slots is not None
+        circuit = self._circuit
+        if circuit is not None and circuit.state != CLOSED and circuit.would_refuse(loop.time()):
+            raise self._refused(circuit, loop)  # at once: no slot, no token, nothing sent
         limiter = self._limiter
         if watch is not None:
             watch.begin()
+        rate = self._rate
+        epoch = 0  # adaptive: the rate's cut count when this attempt took its place
         if limiter is not None or not slots.try_acquire():
             # A wait, for a slot or a token: bound it by the deadline. (A free slot and no
             # limiter, the fast path, needs no timer at all.)
@@ -423,6 +480,10 @@ class AOPayClient:
                     try:
                         if limiter is not None:
                             await limiter.acquire()
+                            if rate is not None:
+                                # The adaptive gate has just (re)reserved this slot at
+                                # the current rate: that is the rate this attempt tests.
+                                epoch = rate.cuts
                     except BaseException:
                         slots.release()
                         raise
@@ -433,7 +494,14 @@ class AOPayClient:
                 ) from None
             if watch is not None:
                 watch.waited()
+        ticket = NORMAL
         try:
+            if circuit is not None and circuit.state != CLOSED:
+                # Asked again after the waits: the circuit may have opened meanwhile, and a
+                # probe's place is taken only when the probe is about to go out.
+                ticket = circuit.admit(loop.time())
+                if ticket == REFUSED:
+                    raise self._refused(circuit, loop)
             timeout, bounded, exact = self._timeout, False, False
             if deadline_at is not None:
                 left = deadline_at - loop.time()
@@ -454,20 +522,116 @@ class AOPayClient:
                         body, timeout, exact=exact, headers=trace_headers
                     )
             except APITimeoutError:
+                if circuit is not None:
+                    if bounded:  # cut by the call's own deadline: no verdict on the API
+                        circuit.abandon(ticket)
+                    else:
+                        circuit.record(loop.time(), False, ticket)
                 if not bounded:
                     raise
                 raise APITimeoutError(
                     f"the call's deadline of {self._deadline:g}s passed during an attempt"
                 ) from None
+            except APIConnectionError:
+                if circuit is not None:
+                    circuit.record(loop.time(), False, ticket)
+                raise
+            except AOPayError:  # a complete answer we refused (too large): the API is up
+                if circuit is not None:
+                    circuit.record(loop.time(), True, ticket)
+                raise
+            except BaseException:
+                if circuit is not None:
+                    circuit.abandon(ticket)
+                raise
+            if circuit is not None:
+                circuit.record(loop.time(), status < 500, ticket)
         except BaseException as exc:
             if watch is not None:
                 watch.failed(exc)
             raise
         finally:
             slots.release()
-        if watch is not None:
-            return watch.decode(status, headers, data, secrets)
-        return decode_response(status, headers, data, secrets=secrets)
+        if rate is None:
+            if watch is not None:
+                return watch.decode(status, headers, data, secrets)
+            return decode_response(status, headers, data, secrets=secrets)
+        try:
+            if watch is not None:
+                return watch.decode(status, headers, data, secrets)
+            return decode_response(status, headers, data, secrets=secrets)
+        except APIStatusError as exc:
+            if exc.status_code == 429 or exc.retry_after is not None:
+                rate.throttled(loop.time(), epoch)
+            raise
+
+    # -- resilience hooks --------------------------------------------------------------------
+
+    def _refused(self, circuit: Circuit, loop: asyncio.AbstractEventLoop) -> CircuitOpenError:
+        wait = circuit.retry_after(loop.time())
+        return CircuitOpenError(
+            "the API looks unavailable (the circuit breaker opened after repeated connection "
+            f"errors, timeouts or 5xx answers), so nothing was sent; next probe in {wait:.1f}s",
+            retry_after=wait,
+        )
+
+    def _may_retry(self, exc: BaseException) -> bool:
+        """The retry budget's word on one retry (asked by the retry loop, slow path only)."""
+        budget = self._budget
+        assert budget is not None
+        if budget.try_withdraw(asyncio.get_running_loop().time()):
+            return True
+        exc.add_note(
+            "aopay_async: not retried: the client's retry budget is spent (retries are capped "
+            "at a share of recent calls while the API keeps failing)"
+        )
+        self._refused_errors.add(exc)
+        self._budget_spent(exc)
+        return False
+
+    def _outage_kind(self, exc: BaseException) -> str | None:
+        """Bulk's question: is *exc* the API's outage rather than the item's own failure?
+
+        ``"open"``: the circuit refused the call; ``"budget"``: the budget refused its retry;
+        ``"troubled"``: an outage error while the budget is spent or the circuit is not
+        closed (the API is failing for everyone, not just for this item); None: the item's
+        own failure. Always None with neither a budget nor a breaker.
+        """
+        if isinstance(exc, CircuitOpenError):
+            return "open"
+        if not is_outage(exc) or (self._budget is None and self._circuit is None):
+            return None
+        if exc in self._refused_errors:
+            return "budget"
+        budget, circuit = self._budget, self._circuit
+        if (circuit is not None and circuit.state != CLOSED) or (
+            budget is not None and budget.balance(asyncio.get_running_loop().time()) < 1
+        ):
+            return "troubled"
+        return None
+
+    def _budget_spent(self, exc: BaseException) -> None:
+        """Called when the retry budget refuses a retry after *exc* (an observability hook)."""
+
+    def _circuit_changed(self, change: CircuitChange) -> None:
+        """Called on every circuit transition (an observability hook; see ``_breaker.py``)."""
+
+
+def _adaptive_ceiling(limiter: RateLimiter | None, rate_limit: float | None) -> float:
+    """``adaptive=True``'s ceiling: a custom limiter's own ``rate``, else ``rate_limit``."""
+    rate = getattr(limiter, "rate", None) if limiter is not None else None
+    if (
+        isinstance(rate, int | float)
+        and not isinstance(rate, bool)
+        and math.isfinite(rate)
+        and rate > 0
+    ):
+        return float(rate)
+    if rate_limit is None:
+        raise InvalidRequestError(
+            "adaptive=True needs a ceiling: give rate_limit (or a limiter with a rate)"
+        )
+    return float(rate_limit)
 
 
 def _finish(exc: AOPayError, attempts: int, order_id: str) -> AOPayError:

@@ -17,7 +17,8 @@ a request.
     │   └── ServerError                         >= 500
     ├── APIResponseError                        2xx whose body reports failure: .code, .message
     ├── ResponseDecodeError                     not JSON, not the documented shape, or too large
-    └── RateLimiterError                        a shared limiter (Redis) failed; nothing was sent
+    ├── RateLimiterError                        a shared limiter (Redis) failed; nothing was sent
+    └── CircuitOpenError                        the API is considered down; nothing was sent
 
 Every error carries ``.attempts`` (how many HTTP attempts were sent for the call) and
 ``.client_order_id`` (the id every attempt of the call used; ``None`` when nothing was sent).
@@ -35,6 +36,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AuthenticationError",
+    "CircuitOpenError",
     "InvalidRequestError",
     "RateLimitError",
     "RateLimiterError",
@@ -214,6 +216,26 @@ class RateLimiterError(AOPayError):
     on the next attempt. A ``RedisLimiter`` given ``fallback=`` uses that limiter instead of
     raising this.
     """
+
+
+class CircuitOpenError(AOPayError):
+    """The client's circuit breaker is open: the API looked down, so nothing was sent.
+
+    ``.retry_after`` is the seconds until the breaker lets a probe through (a caller that
+    waits that long and calls again may be the probe). ``.attempts`` counts what the call
+    sent before the breaker refused it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float,
+        attempts: int = 0,
+        client_order_id: str | None = None,
+    ) -> None:
+        super().__init__(message, attempts=attempts, client_order_id=client_order_id)
+        self.retry_after = retry_after
 
 
 _STATUS_MESSAGES: Mapping[int, str] = {

@@ -103,12 +103,15 @@ def retrying(
     cap: float,
     uniform: Uniform = random.uniform,
     on_retry: Callable[[BaseException, float], None] | None = None,
+    may_retry: Callable[[BaseException], bool] | None = None,
 ) -> AsyncRetrying:
     """The tenacity loop for one call, built only once its first attempt has failed.
 
     Tenacity's attempt 1 is that first failure, replayed so the same rules judge it;
     attempt k is the call's attempt k. The wait is :func:`next_wait`; the stop is "no wait".
     *on_retry* is told each failure that will be retried and the wait before the retry.
+    *may_retry* (the retry budget) is asked last, only for a retry the rules would make:
+    False gives up now with the last error.
     """
 
     def _decide(state: RetryCallState) -> float | None:
@@ -117,7 +120,7 @@ def retrying(
         exc = outcome.exception()
         assert exc is not None
         time_left = None if deadline_at is None else deadline_at - clock()
-        return next_wait(
+        wait = next_wait(
             exc,
             state.attempt_number - 1,
             retries_left=max_retries + 1 - state.attempt_number,
@@ -126,6 +129,9 @@ def retrying(
             cap=cap,
             uniform=uniform,
         )
+        if wait is not None and may_retry is not None and not may_retry(exc):
+            return None
+        return wait
 
     # Tenacity asks wait, then stop, for each failure: the decision is made once, in _wait,
     # and _stop reads it (one AsyncRetrying serves one call, so this closure is per call).

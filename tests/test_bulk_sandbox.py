@@ -26,8 +26,18 @@ pytestmark = pytest.mark.usefixtures("client_transport")
 
 
 def _client(server: SandboxServer, **knobs: object) -> AOPayClient:
-    """A client on *server*: its credentials, no client-side limit, zero backoff."""
-    options: dict[str, object] = {"rate_limit": None, "backoff_base": 0.0, "max_retries": 2}
+    """A client on *server*: its credentials, no client-side limit, zero backoff.
+
+    No retry budget and no circuit breaker: a quarter of these items fail on purpose, which
+    is an outage to those (tests/test_resilience.py covers them); here the retries alone.
+    """
+    options: dict[str, object] = {
+        "rate_limit": None,
+        "backoff_base": 0.0,
+        "max_retries": 2,
+        "retry_budget": None,
+        "circuit_breaker": None,
+    }
     options.update(knobs)
     return AOPayClient(
         server.company_code,

@@ -479,11 +479,20 @@ async def test_retry_after_past_the_deadline_fails_now_with_the_last_error(
 
 
 async def test_deadline_bounds_the_whole_retry_loop(local_server: LocalServer) -> None:
-    """Resets forever with many retries allowed: the call still ends near its deadline."""
+    """Resets forever with many retries allowed: the call still ends near its deadline.
+
+    (No budget and no breaker: they would end it sooner; tests/test_resilience.py.)
+    """
     local_server.reply(reset())
     loop = asyncio.get_running_loop()
     async with client_for(
-        local_server, deadline=1.0, max_retries=1000, backoff_base=0.05, backoff_max=0.2
+        local_server,
+        deadline=1.0,
+        max_retries=1000,
+        backoff_base=0.05,
+        backoff_max=0.2,
+        retry_budget=None,
+        circuit_breaker=None,
     ) as client:
         began = loop.time()
         with pytest.raises(APIConnectionError) as info:

@@ -13,6 +13,7 @@ from aopay_async import (
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
+    CircuitOpenError,
     InvalidRequestError,
     RateLimitError,
     ResponseDecodeError,
@@ -33,6 +34,7 @@ TREE: list[tuple[type[BaseException], type[BaseException]]] = [
     (ServerError, APIStatusError),
     (APIResponseError, AOPayError),
     (ResponseDecodeError, AOPayError),
+    (CircuitOpenError, AOPayError),
 ]
 
 

@@ -42,6 +42,9 @@ PUBLIC = {
     "ResponseDecodeError",
     "RateLimiterError",
     "RedisLimiter",
+    "CircuitOpenError",
+    "RetryBudget",
+    "CircuitBreaker",
 }
 
 
@@ -218,6 +221,9 @@ PURE_MODULES = [
     "aopay_async._limiter",
     "aopay_async._redis",
     "aopay_async._gcra",
+    "aopay_async._budget",
+    "aopay_async._breaker",
+    "aopay_async._adaptive",
 ]
 
 

@@ -16,13 +16,15 @@ How one request is decided, in order:
 
 1. the body is read and, when it is a JSON object, the attempt counted under its
    ``client_order_id`` and its ``cibil_id`` (whichever is a string);
-2. the rate limit (when set): over it -> ``429`` with ``Retry-After``;
-3. a body that is not a JSON object -> ``bad_request`` (HTTP 400);
-4. a missing, empty or non-string field -> ``missing_field`` (HTTP 200, code 207 shape);
-5. wrong ``CompanyCode``/``RegistrationID`` -> ``401``;
-6. a script for the ``cibil_id`` with steps left -> its next step;
-7. the fault schedule (when faults are set) -> its next draw;
-8. otherwise ``ok``.
+2. an outage window in force (see :meth:`SandboxServer.outage`) -> its fault, for every
+   request, whatever its body (a down API neither checks nor counts the quota);
+3. the rate limit (when set): over it -> ``429`` with ``Retry-After``;
+4. a body that is not a JSON object -> ``bad_request`` (HTTP 400);
+5. a missing, empty or non-string field -> ``missing_field`` (HTTP 200, code 207 shape);
+6. wrong ``CompanyCode``/``RegistrationID`` -> ``401``;
+7. a script for the ``cibil_id`` with steps left -> its next step;
+8. the fault schedule (when faults are set) -> its next draw;
+9. otherwise ``ok``.
 
 Latency (when set) is added after the decision and before the answer, for every outcome.
 """
@@ -184,6 +186,8 @@ class SandboxStats:
     in_flight: int = 0
     #: The most requests being handled at once.
     max_in_flight: int = 0
+    #: Requests answered by an outage window (also counted in ``by_outcome``).
+    outage: int = 0
 
     def repeated_order_ids(self) -> dict[str, int]:
         """The ``client_order_id`` values received more than once, with their counts."""
@@ -208,6 +212,7 @@ class SandboxStats:
         self.attempts_by_cibil_id.clear()
         self.arrivals.clear()
         self.max_in_flight = self.in_flight
+        self.outage = 0
 
 
 class FaultSchedule:
@@ -382,6 +387,10 @@ class SandboxServer:
     - ``slow_seconds``: how long a ``"slow"`` body takes to drip (10 chunks).
     - ``accounts``: give every customer exactly this many accounts (0–1000); without it a
       ``cibil_id`` of the form ``ACCTS<n>`` (or ``ACCTS<n>-…``) gets exactly ``n``.
+    - ``outages``: ``(start, seconds)`` or ``(start, seconds, fault)`` windows, *start* in
+      seconds after the server starts, during which every request gets *fault* (default
+      ``"503"``; ``"reset"`` for a dead host). :meth:`outage` adds one while it runs, and
+      :meth:`set_rate_limit` changes the quota while it runs.
     - ``seed``: seeds the fault schedule, the latency draws and the per-request ids.
     - ``track_ids``: keep the per-id counters and arrival times (turn off for very long runs).
     - ``cache_size``: how many customers' encoded bodies to keep (LRU).
@@ -407,6 +416,7 @@ class SandboxServer:
         accounts: int | None = None,
         track_ids: bool = True,
         cache_size: int = 4096,
+        outages: Sequence[tuple[float, float] | tuple[float, float, str]] = (),
     ) -> None:
         if rate_limit is not None and not (rate_limit > 0 and math.isfinite(rate_limit)):
             raise ValueError(f"rate_limit must be a positive number or None, not {rate_limit!r}")
@@ -439,6 +449,12 @@ class SandboxServer:
         for cibil_id, outcomes in (scripts or {}).items():
             self.script(cibil_id, outcomes)
         self._bucket = _TokenBucket(rate_limit, burst) if rate_limit is not None else None
+        # Outage windows as (start, end, fault): relative to the start until the server
+        # runs, then loop times.
+        self._outages: list[tuple[float, float, str]] = []
+        self._started_at: float | None = None
+        for window in outages:
+            self.outage(window[1], after=window[0], fault=window[2] if len(window) > 2 else "503")
         self._result_json = functools.lru_cache(maxsize=cache_size)(self._encode_result)
         self._runner: web.AppRunner | None = None
         self.app = web.Application()
@@ -455,6 +471,43 @@ class SandboxServer:
         """Replace the fault fractions (and restart their schedule from its seed)."""
         schedule = FaultSchedule(faults, self.seed if seed is None else seed)
         self._schedule = schedule if schedule.faults else None
+
+    def outage(self, seconds: float, *, fault: str = "503", after: float = 0.0) -> None:
+        """Answer every request with *fault* for *seconds*, starting *after* seconds from now.
+
+        Before the server starts, "now" is its start. *fault* is any of :data:`FAULTS`
+        (``"503"`` by default; ``"reset"`` for a host that is down; ``"slow"`` for a hang).
+        """
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; known faults: {', '.join(sorted(FAULTS))}")
+        if not (0 <= seconds < math.inf and 0 <= after < math.inf):
+            raise ValueError("an outage needs seconds >= 0 and after >= 0")
+        base = 0.0 if self._started_at is None else asyncio.get_running_loop().time()
+        self._outages.append((base + after, base + after + seconds, fault))
+
+    def outage_windows(self) -> list[tuple[float, float, str]]:
+        """The outage windows as ``(start, end, fault)`` in loop time (relative if not started)."""
+        return list(self._outages)
+
+    def set_rate_limit(self, rate_limit: float | None, burst: int | None = None) -> None:
+        """Change the server-side quota while the server runs (None: no limit).
+
+        The bucket restarts full at the new rate (as a plan change would).
+        """
+        if rate_limit is not None and not (rate_limit > 0 and math.isfinite(rate_limit)):
+            raise ValueError(f"rate_limit must be a positive number or None, not {rate_limit!r}")
+        if burst is not None:
+            if burst < 1:
+                raise ValueError(f"burst must be at least 1, not {burst!r}")
+            self.burst = burst
+        self.rate_limit = rate_limit
+        self._bucket = _TokenBucket(rate_limit, self.burst) if rate_limit is not None else None
+
+    def _outage_at(self, now: float) -> str | None:
+        for start, end, fault in self._outages:
+            if start <= now < end:
+                return fault
+        return None
 
     def script(self, cibil_id: str, outcomes: Sequence[str]) -> None:
         """Set (or replace) the scripted outcomes of *cibil_id*'s next requests."""
@@ -502,6 +555,8 @@ class SandboxServer:
             raise
         self._port = int(runner.addresses[0][1])
         self._runner = runner
+        self._started_at = start = asyncio.get_running_loop().time()
+        self._outages = [(start + a, start + b, fault) for a, b, fault in self._outages]
 
     async def close(self) -> None:
         """Stop serving; in-flight answers get a second to finish. Closing twice is harmless."""
@@ -569,8 +624,15 @@ class SandboxServer:
                         stats.attempts_by_order_id[body.client_order_id] += 1
                     if isinstance(body.cibil_id, str):
                         stats.attempts_by_cibil_id[body.cibil_id] += 1
-            wait = self._bucket.take(now) if self._bucket is not None else 0.0
-            outcome = "429" if wait > 0.0 else self._decide(body)
+            wait = 0.0
+            down = self._outage_at(now) if self._outages else None
+            if down is not None:
+                # A fault that echoes the body needs one; a broken body gets a plain 503.
+                outcome = "503" if body is None and down in ("slow", "truncate") else down
+                stats.outage += 1
+            else:
+                wait = self._bucket.take(now) if self._bucket is not None else 0.0
+                outcome = "429" if wait > 0.0 else self._decide(body)
             stats.by_outcome[outcome] += 1
             if outcome == "429":
                 stats.rate_limited += 1

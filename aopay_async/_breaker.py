@@ -1,0 +1,330 @@
+"""The circuit breaker: when the API looks down, stop sending and probe now and then.
+
+This module owns the state machine only. :class:`CircuitBreaker` is the frozen setting a
+user passes; :class:`Circuit` is one client's breaker, a value with transitions that take
+the time as an argument (the client passes its loop's monotonic clock). It must never
+await, sleep, read a clock of its own, raise the client's errors or import aiohttp: the
+client turns a refusal into ``CircuitOpenError``; this module only decides.
+
+What counts: outage outcomes only. A connection error, a timeout or a 5xx is a *failure*;
+any other complete answer (2xx, 4xx, 429, a body that fails to decode) proves the API is up
+and is a *success*. A 429 is the rate limiter's business, never the breaker's.
+
+The states (closed → open → half-open → closed | open):
+
+- **closed**: attempts go out. Outcomes are counted over a sliding window of ``window``
+  seconds (``SLICES`` slices). It opens when, as a failure is recorded, the window holds at
+  least ``minimum_calls`` outcomes of which at least ``failure_ratio`` failed, or after
+  ``consecutive_failures`` failures in a row (judged on failures only: a success costs a
+  counter update and no comparison). The second rule exists because a busy client's window
+  is full of successes from before an outage: at 200 attempts/s a 50% ratio over 10 s would
+  need ~1,000 failed sends to trip; ten in a row take 50 ms (Finagle's FailureAccrual and
+  Envoy's outlier detection trip on consecutive failures for the same reason). At 3% random
+  faults ten in a row has a chance of 0.03**10 per attempt: never in practice.
+- **open**: every attempt is refused at once (nothing sent) for ``open_seconds``; the wait
+  doubles after each failed probe, up to ``max_open_seconds``.
+- **half-open**: at most ``probes`` attempts are let through as probes; the others are
+  refused. A probe that succeeds closes the circuit (fresh window, wait back to
+  ``open_seconds``); one that fails opens it again with the longer wait. A probe abandoned
+  (cancelled, or cut by the call's own deadline) frees its place without a verdict.
+
+Outcomes of attempts admitted before the circuit opened, arriving while it is open or
+half-open, are ignored: they say nothing about the API *now*. Every transition is returned
+as a :class:`CircuitChange` value and passed to ``on_change`` when one is set (the client's
+hook for logging, events and the command line's "paused" line).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from ._errors import APIConnectionError, APIStatusError
+
+__all__ = [
+    "CLOSED",
+    "HALF_OPEN",
+    "NORMAL",
+    "OPEN",
+    "REFUSED",
+    "SLICES",
+    "Circuit",
+    "CircuitBreaker",
+    "CircuitChange",
+    "State",
+    "is_outage",
+]
+
+State = Literal["closed", "open", "half_open"]
+CLOSED: Final = "closed"
+OPEN: Final = "open"
+HALF_OPEN: Final = "half_open"
+
+#: Slices the window is kept in.
+SLICES: Final = 10
+#: :meth:`Circuit.admit`: send normally.
+NORMAL: Final = 0
+#: :meth:`Circuit.admit`: refused; see :meth:`Circuit.retry_after`. (A probe is a positive ticket.)
+REFUSED: Final = -1
+#: While half-open with every probe place taken, how long a refused caller is told to wait:
+#: the probe's answer is usually much sooner than an open period, so ask again soon.
+HALF_OPEN_RETRY_AFTER: Final = 1.0
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True for an outage outcome: a connection error, a timeout, or a 5xx answer."""
+    if isinstance(exc, APIConnectionError):
+        return True
+    return isinstance(exc, APIStatusError) and exc.status_code >= 500
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitBreaker:
+    """When the API looks down, refuse calls at once (``CircuitOpenError``) and probe.
+
+    Opens when, over the last ``window`` seconds, at least ``minimum_calls`` attempts ended
+    and at least ``failure_ratio`` of them were outage outcomes (connection errors,
+    timeouts, 5xx — never 4xx or 429), or after ``consecutive_failures`` outage outcomes in
+    a row. Stays open ``open_seconds``, then lets ``probes`` attempts through: a success
+    closes it, a failure reopens it for twice as long, up to ``max_open_seconds``. Each
+    client keeps its own state. Defaults (why: see the README, "Resilience"): 10 s window,
+    20 calls, 50%, 10 in a row, 5 s open, up to 60 s, 1 probe.
+    """
+
+    window: float = 10.0
+    minimum_calls: int = 20
+    failure_ratio: float = 0.5
+    consecutive_failures: int = 10
+    open_seconds: float = 5.0
+    max_open_seconds: float = 60.0
+    probes: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("window", "open_seconds", "max_open_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number above 0, not {value!r}")
+        for name in ("minimum_calls", "consecutive_failures", "probes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value!r}")
+        ratio = self.failure_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float):
+            raise TypeError(f"failure_ratio must be a number, not {type(ratio).__name__}")
+        if not 0 < ratio <= 1:  # NaN fails this too
+            raise ValueError(f"failure_ratio must be in (0, 1], not {ratio!r}")
+        if self.max_open_seconds < self.open_seconds:
+            raise ValueError("max_open_seconds must be at least open_seconds")
+
+    def new_state(self, on_change: Callable[[CircuitChange], None] | None = None) -> Circuit:
+        """A fresh, closed circuit with these settings (one per client)."""
+        return Circuit(self, on_change)
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitChange:
+    """One transition: from *old* to *new* at time *at*.
+
+    ``retry_after`` is the seconds until the next probe when *new* is ``"open"``, else 0.
+    ``opens`` counts the times this circuit has opened so far (this one included).
+    """
+
+    old: State
+    new: State
+    at: float
+    retry_after: float
+    opens: int
+
+
+class Circuit:
+    """One client's breaker state; see the module docstring for the rules.
+
+    The client calls :meth:`admit` just before sending an attempt (:data:`NORMAL`, a
+    positive probe ticket, or :data:`REFUSED`), then :meth:`record` with the outcome and the
+    ticket, or :meth:`abandon` if the attempt ended with no verdict.
+    """
+
+    __slots__ = (
+        "_calls",
+        "_consecutive",
+        "_end",
+        "_failures",
+        "_index",
+        "_newest",
+        "_open_for",
+        "_probes_out",
+        "_ring_calls",
+        "_ring_failures",
+        "_slice",
+        "generation",
+        "on_change",
+        "open_until",
+        "opens",
+        "settings",
+        "state",
+    )
+
+    def __init__(
+        self,
+        settings: CircuitBreaker,
+        on_change: Callable[[CircuitChange], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.on_change = on_change
+        self.state: State = CLOSED
+        #: When an open circuit lets its next probe through (monotonic seconds).
+        self.open_until = -math.inf
+        #: Times the circuit has opened.
+        self.opens = 0
+        #: Bumped on every entry to half-open; a probe's ticket is the generation it ran in.
+        self.generation = 0
+        self._open_for = settings.open_seconds
+        self._probes_out = 0
+        self._slice = settings.window / SLICES
+        self._reset_window()
+
+    def _reset_window(self) -> None:
+        self._ring_calls = [0] * SLICES
+        self._ring_failures = [0] * SLICES
+        self._calls = 0
+        self._failures = 0
+        self._consecutive = 0
+        self._newest = -(2**62)
+        self._index = 0
+        self._end = -math.inf
+
+    # -- reading ------------------------------------------------------------------------
+
+    def retry_after(self, now: float) -> float:
+        """Seconds a refused caller should wait before asking again (0 when closed)."""
+        if self.state == OPEN:
+            return max(0.0, self.open_until - now)
+        if self.state == HALF_OPEN:
+            return HALF_OPEN_RETRY_AFTER
+        return 0.0
+
+    def window_counts(self, now: float) -> tuple[int, int]:
+        """``(outcomes, failures)`` in the closed window at *now*."""
+        self._advance(now)
+        return self._calls, self._failures
+
+    # -- transitions --------------------------------------------------------------------
+
+    def admit(self, now: float) -> int:
+        """May an attempt go out at *now*? :data:`NORMAL`, a probe ticket (> 0), or REFUSED."""
+        state = self.state
+        if state == CLOSED:
+            return NORMAL
+        if state == OPEN:
+            if now < self.open_until:
+                return REFUSED
+            self.generation += 1
+            self._probes_out = 0
+            self._change(HALF_OPEN, now)
+        if self._probes_out < self.settings.probes:
+            self._probes_out += 1
+            return self.generation
+        return REFUSED
+
+    def would_refuse(self, now: float) -> bool:
+        """True when :meth:`admit` would refuse at *now* (a cheap look, no transition)."""
+        if self.state == CLOSED:
+            return False
+        if self.state == OPEN:
+            return now < self.open_until
+        return self._probes_out >= self.settings.probes
+
+    def record(self, now: float, ok: bool, ticket: int = NORMAL) -> CircuitChange | None:
+        """Count an attempt's outcome (*ok*: not an outage); return the transition, if any."""
+        state = self.state
+        if ok and not ticket and state == CLOSED:
+            # The fast path every successful attempt takes: two counters and a reset.
+            self._consecutive = 0
+            i = self._index if now < self._end else self._advance(now)
+            self._ring_calls[i] += 1
+            self._calls += 1
+            return None
+        if ticket > 0:
+            if state != HALF_OPEN or ticket != self.generation:
+                return None  # a probe of an earlier half-open period: no longer news
+            self._probes_out -= 1
+            if ok:
+                self._open_for = self.settings.open_seconds
+                self._reset_window()
+                return self._change(CLOSED, now)
+            self._open_for = min(self._open_for * 2.0, self.settings.max_open_seconds)
+            return self._open(now)
+        if state != CLOSED:
+            return None  # sent before the circuit opened
+        if ok:
+            self._consecutive = 0
+            i = self._advance(now)
+            self._ring_calls[i] += 1
+            self._calls += 1
+            return None
+        self._consecutive += 1
+        i = self._advance(now)
+        self._ring_calls[i] += 1
+        self._ring_failures[i] += 1
+        self._calls += 1
+        self._failures += 1
+        settings = self.settings
+        if self._consecutive >= settings.consecutive_failures or (
+            self._calls >= settings.minimum_calls
+            and self._failures >= settings.failure_ratio * self._calls
+        ):
+            return self._open(now)
+        return None
+
+    def abandon(self, ticket: int) -> None:
+        """An admitted attempt ended with no verdict (cancelled, or cut by its deadline)."""
+        if ticket > 0 and self.state == HALF_OPEN and ticket == self.generation:
+            self._probes_out -= 1
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _open(self, now: float) -> CircuitChange:
+        self.opens += 1
+        self.open_until = now + self._open_for
+        self._probes_out = 0
+        return self._change(OPEN, now)
+
+    def _change(self, new: State, now: float) -> CircuitChange:
+        old, self.state = self.state, new
+        change = CircuitChange(old, new, now, self.retry_after(now), self.opens)
+        if self.on_change is not None:
+            self.on_change(change)
+        return change
+
+    def _advance(self, now: float) -> int:
+        if now < self._end:
+            return self._index
+        number = int(now // self._slice)
+        newest = self._newest
+        if number > newest:
+            if number - newest >= SLICES:
+                self._ring_calls = [0] * SLICES
+                self._ring_failures = [0] * SLICES
+                self._calls = 0
+                self._failures = 0
+            else:
+                calls, failures = self._ring_calls, self._ring_failures
+                for n in range(newest + 1, number + 1):
+                    i = n % SLICES
+                    self._calls -= calls[i]
+                    self._failures -= failures[i]
+                    calls[i] = 0
+                    failures[i] = 0
+            self._newest = number
+            self._index = number % SLICES
+            self._end = (number + 1) * self._slice
+        return self._index
+
+    def __repr__(self) -> str:
+        return f"Circuit(state={self.state!r}, opens={self.opens})"
