@@ -236,12 +236,14 @@ actions = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(steps=actions, probes=st.integers(1, 3))
-def test_invariants_hold_for_any_sequence(steps: list[tuple[float, str]], probes: int) -> None:
+@given(steps=actions, probes=st.integers(1, 3), run=st.integers(1, 3))
+def test_invariants_hold_for_any_sequence(
+    steps: list[tuple[float, str]], probes: int, run: int
+) -> None:
     """Whatever happens: never more probes out than allowed, an open circuit refuses until
     its time, the wait stays within [open_seconds, max_open_seconds], and a success of every
-    probe while half-open closes it."""
-    breaker = CircuitBreaker(probes=probes)
+    probe while half-open closes it. (A short run opens it often, so every state is seen.)"""
+    breaker = CircuitBreaker(probes=probes, consecutive_failures=run)
     circuit = breaker.new_state()
     tickets: list[int] = []
     now = 0.0

@@ -206,6 +206,50 @@ def _connection_keeping_the_last_read(monkeypatch: pytest.MonkeyPatch, module: M
     monkeypatch.setattr(module, "_Connection", Broken)
 
 
+def _breaker_one_probe_too_many(**settings: Any) -> Any:
+    """A circuit breaker that lets one probe more through than it was given."""
+    from aopay_async import CircuitBreaker
+
+    settings["probes"] = settings.get("probes", 1) + 1
+    return CircuitBreaker(**settings)
+
+
+def _breaker_one_failure_late(**settings: Any) -> Any:
+    """A circuit breaker that opens one failure after the run it was given."""
+    from aopay_async import CircuitBreaker
+
+    settings["consecutive_failures"] = settings.get("consecutive_failures", 10) + 1
+    return CircuitBreaker(**settings)
+
+
+def _budget_one_retry_too_many(monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> None:
+    """A retry budget that grants one retry more than the window allows."""
+    from aopay_async._budget import BudgetState
+
+    real = BudgetState.try_withdraw
+
+    def leaky(self: BudgetState, now: float) -> bool:
+        if real(self, now):
+            return True
+        self._withdrawals[self._advance(now)] += 1
+        self._total_withdrawals += 1
+        return self._total_withdrawals <= self.allowance(now) + 1
+
+    monkeypatch.setattr(BudgetState, "try_withdraw", leaky)
+
+
+def _sagging_rate(monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> None:
+    """An adaptive rate that drifts down between cuts (a forgotten clamp of its cubic)."""
+    from aopay_async._adaptive import RateController
+
+    real = RateController.rate
+
+    def sagging(self: RateController, now: float) -> float:
+        return max(self.floor, real(self, now) * (1.0 - min(now, 1.0) * 0.01))
+
+    monkeypatch.setattr(RateController, "rate", sagging)
+
+
 def swap(name: str, broken: object) -> Breaker:
     """A breaker that replaces *name* in the test module by *broken*."""
 
@@ -283,6 +327,14 @@ BREAKERS: dict[str, Breaker] = {
     "test_transport_fast::test_any_split_of_the_bytes_parses_the_same": (
         _connection_keeping_the_last_read
     ),
+    "test_budget::test_matches_a_reference_model": _budget_one_retry_too_many,
+    "test_breaker::test_invariants_hold_for_any_sequence": swap(
+        "CircuitBreaker", _breaker_one_probe_too_many
+    ),
+    "test_breaker::test_opens_exactly_on_a_run_of_failures_when_the_ratio_is_off": swap(
+        "CircuitBreaker", _breaker_one_failure_late
+    ),
+    "test_adaptive::test_rate_stays_in_bounds_and_only_climbs_between_cuts": _sagging_rate,
 }
 
 
