@@ -162,6 +162,8 @@ class Circuit:
         "_ring_calls",
         "_ring_failures",
         "_slice",
+        "down_since",
+        "downtime",
         "generation",
         "on_change",
         "open_until",
@@ -184,6 +186,9 @@ class Circuit:
         self.opens = 0
         #: Bumped on every entry to half-open; a probe's ticket is the generation it ran in.
         self.generation = 0
+        #: Seconds spent not closed, over finished outages; and when the current one began.
+        self.downtime = 0.0
+        self.down_since = -math.inf
         self._open_for = settings.open_seconds
         self._probes_out = 0
         self._slice = settings.window / SLICES
@@ -208,6 +213,12 @@ class Circuit:
         if self.state == HALF_OPEN:
             return HALF_OPEN_RETRY_AFTER
         return 0.0
+
+    def down_for(self, now: float) -> float:
+        """Seconds this circuit has spent open or half-open so far (the pauses in all)."""
+        if self.state == CLOSED:
+            return self.downtime
+        return self.downtime + (now - self.down_since)
 
     def window_counts(self, now: float) -> tuple[int, int]:
         """``(outcomes, failures)`` in the closed window at *now*."""
@@ -290,6 +301,8 @@ class Circuit:
     # -- internals ----------------------------------------------------------------------
 
     def _open(self, now: float) -> CircuitChange:
+        if self.state == CLOSED:
+            self.down_since = now
         self.opens += 1
         self.open_until = now + self._open_for
         self._probes_out = 0
@@ -297,6 +310,8 @@ class Circuit:
 
     def _change(self, new: State, now: float) -> CircuitChange:
         old, self.state = self.state, new
+        if new == CLOSED:
+            self.downtime += now - self.down_since
         change = CircuitChange(old, new, now, self.retry_after(now), self.opens)
         if self.on_change is not None:
             self.on_change(change)

@@ -300,6 +300,7 @@ async def run_job(
         client = client_factory(
             gate=gate, event_hooks=[tally.on_event], meter_provider=meter_provider
         )
+        tally.circuit = client._circuit  # read by the "paused" line and the summary
         ledger = _starting_ledger(options, progress)
         output = Output(options.output, truncate=not options.resume, fsync=options.fsync)
     except BaseException:

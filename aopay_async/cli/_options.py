@@ -103,6 +103,11 @@ def add_client_flags(parser: argparse.ArgumentParser, *, rate: float | None = 10
         help="seconds for one attempt (default 30)",
     )
     group.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="treat --rate as a ceiling: slow down on 429s, climb back CUBIC-style",
+    )
+    group.add_argument(
         "--deadline",
         type=number(1e-3, allow_none=True),
         default=120.0,
@@ -236,6 +241,7 @@ def make_client(
             event_hooks=event_hooks,
             meter_provider=meter_provider,
             allow_insecure_http=args.allow_insecure_http,
+            adaptive=args.adaptive,
         )
     except InvalidRequestError as exc:
         # The library's hint names its keyword argument; a CLI user needs the flag.

@@ -20,6 +20,7 @@ __all__ = [
     "RichProgress",
     "format_duration",
     "make_progress",
+    "paused_line",
     "tick",
 ]
 
@@ -35,6 +36,11 @@ def format_duration(seconds: float | None) -> str:
         return f"{minutes}m{seconds:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def paused_line(seconds: float) -> str:
+    """What the progress shows while the circuit breaker holds the rows."""
+    return f"paused: API unavailable, next probe in {math.ceil(seconds)}s"
 
 
 class Progress(Protocol):
@@ -82,6 +88,10 @@ class PlainProgress(NoProgress):
             share = f"{done}/{tally.total} rows ({100 * done / tally.total:.0f}%)"
         else:
             share = f"{done} rows"
+        paused = tally.paused_for()
+        if paused is not None:
+            self.say(f"{self._label}: {paused_line(paused)}; {share}, ok {tally.ok}")
+            return
         self.say(
             f"{self._label}: {share}, {tally.rate():.1f} rows/s, ok {tally.ok}, "
             f"failed {tally.failed}, eta {format_duration(tally.eta())}"
@@ -106,10 +116,13 @@ class RichProgress:
             TextColumn("{task.fields[rate]:>9}"),
             TextColumn("eta {task.fields[eta]:>6}"),
             TextColumn("[green]ok {task.fields[ok]}[/] [red]failed {task.fields[failed]}[/]"),
+            TextColumn("[yellow]{task.fields[status]}[/]"),
             console=self._console,
             refresh_per_second=10,
         )
-        self._task = self._bar.add_task(label, total=None, rate="", eta="?", ok=0, failed=0)
+        self._task = self._bar.add_task(
+            label, total=None, rate="", eta="?", ok=0, failed=0, status=""
+        )
 
     def start(self, tally: Tally) -> None:
         self._bar.start()
@@ -124,6 +137,7 @@ class RichProgress:
             eta=format_duration(tally.eta()),
             ok=tally.ok,
             failed=tally.failed,
+            status="" if (paused := tally.paused_for()) is None else paused_line(paused),
         )
 
     def say(self, message: str) -> None:

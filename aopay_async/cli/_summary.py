@@ -14,9 +14,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 from aopay_async._observe import Event, EventKind
+
+if TYPE_CHECKING:
+    from aopay_async._breaker import Circuit
 
 __all__ = ["LatencyHistogram", "Tally", "format_ms", "print_summary"]
 
@@ -68,6 +71,21 @@ class Tally:
     limiter_wait: LatencyHistogram = field(default_factory=LatencyHistogram)  # slot+token waits
     unsent: int = 0  # rows dropped after Ctrl-C before any attempt was sent
     started: float = field(default_factory=time.monotonic)
+    circuit: Circuit | None = None  # the client's breaker, read for "paused" and the pauses
+
+    def paused_for(self) -> float | None:
+        """Seconds to the next probe while the API is considered down; None when it is not."""
+        circuit = self.circuit
+        if circuit is None or circuit.state == "closed":
+            return None
+        return circuit.retry_after(_now())
+
+    def pauses(self) -> tuple[int, float]:
+        """How many times the circuit opened, and the seconds it was not closed in all."""
+        circuit = self.circuit
+        if circuit is None:
+            return 0, 0.0
+        return circuit.opens, circuit.down_for(_now())
 
     @property
     def done(self) -> int:
@@ -114,6 +132,16 @@ def _percentiles(histogram: LatencyHistogram) -> str:
     return ", ".join(f"p{p} {format_ms(histogram.percentile(p))}" for p in (50, 95, 99))
 
 
+def _now() -> float:
+    """The circuit's clock: the running loop's (asyncio's or uvloop's)."""
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:  # pragma: no cover - the summary is printed inside the loop
+        return time.monotonic()
+
+
 def print_summary(
     tally: Tally, label: str, output: Path, *, interrupted: bool, stream: TextIO | None = None
 ) -> None:
@@ -151,6 +179,12 @@ def print_summary(
     out.append(f"  limiter   {_percentiles(tally.limiter_wait)} (one wait for a slot and a token)")
     out.append(f"  attempts  {tally.attempts} ({tally.retries} retries)")
     out.append(f"  429s seen {tally.statuses.get(429, 0)}")
+    opens, down = tally.pauses()
+    if opens:
+        out.append(
+            f"  pauses    {opens} (API unavailable: rows held, not failed; "
+            f"{down:.0f}s paused in all)"
+        )
     other = {s: n for s, n in sorted(tally.statuses.items()) if s not in (200, 429)}
     if other or tally.connection_errors:
         parts = [f"{status}: {n}" for status, n in other.items()]

@@ -87,6 +87,21 @@ def _script(text: str) -> tuple[str, list[str]]:
     return cibil_id, [step.strip() for step in steps.split(",")]
 
 
+def _outage(text: str) -> tuple[float, float, str]:
+    start, sep, rest = text.partition(":")
+    seconds, _, fault = rest.partition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not START:SECONDS[:FAULT], e.g. 30:10 or 30:10:reset"
+        )
+    fault = fault or "503"
+    if fault not in FAULTS:
+        raise argparse.ArgumentTypeError(
+            f"unknown fault {fault!r}; known faults: {', '.join(sorted(FAULTS))}"
+        )
+    return _non_negative(start), _non_negative(seconds), fault
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add a flag for every sandbox knob to *parser*."""
     group = parser.add_argument_group("sandbox server")
@@ -151,6 +166,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ),
     )
     group.add_argument(
+        "--outage",
+        type=_outage,
+        action="append",
+        default=[],
+        metavar="START:SECONDS[:FAULT]",
+        help=(
+            "from START seconds after starting, answer every request with FAULT (default "
+            "503; 'reset' for a dead host) for SECONDS (repeatable)"
+        ),
+    )
+    group.add_argument(
         "--slow-seconds",
         type=_non_negative,
         default=1.0,
@@ -194,6 +220,7 @@ def _make_server(args: argparse.Namespace) -> SandboxServer:
         retry_after=args.retry_after,
         slow_seconds=args.slow_seconds,
         accounts=args.accounts,
+        outages=args.outage,
         # A sandbox left running for hours must not grow without bound.
         track_ids=False,
     )
@@ -231,6 +258,8 @@ async def serve(args: argparse.Namespace) -> int:
         print(f"  export AOPAY_REGISTRATION_ID={server.registration_id}")
         if server.faults:
             print("  faults:      " + ", ".join(f"{k}={v:g}" for k, v in server.faults.items()))
+        for start, seconds, fault in args.outage:
+            print(f"  outage:      {fault} for {seconds:g}s from {start:g}s after start")
         if args.duration is None:
             print("Press Ctrl-C to stop.", flush=True)
         try:

@@ -58,6 +58,21 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--no-faults", dest="faults", action="store_false", help="inject no faults")
     parser.add_argument("--seed", type=int, default=0, help="seed for faults and ids (default 0)")
+    parser.add_argument(
+        "--outage",
+        type=number(0.0),
+        default=0.0,
+        metavar="S",
+        help="take the sandbox down (every answer 503) for S seconds, --outage-at seconds in, "
+        "to watch the circuit breaker pause the run and resume it (default 0: none)",
+    )
+    parser.add_argument(
+        "--outage-at",
+        type=number(0.0),
+        default=3.0,
+        metavar="S",
+        help="when the --outage starts, seconds after the sandbox (default 3)",
+    )
     add_run_flags(parser)
     add_client_flags(parser, rate=200.0)
     parser.set_defaults(timeout=5.0, deadline=30.0)
@@ -92,6 +107,7 @@ async def _demo(args: argparse.Namespace, shown_output: str) -> int:
         seed=args.seed,
         track_ids=False,
         slow_seconds=0.5,
+        outages=[(args.outage_at, args.outage)] if args.outage else (),
     )
     async with server:
         progress = make_progress(args.quiet, args.progress_interval, "demo")
@@ -102,6 +118,11 @@ async def _demo(args: argparse.Namespace, shown_output: str) -> int:
             f"client rate {args.rate or 'unlimited'}/s, concurrency {args.concurrency}; "
             f"{args.n} synthetic customers"
         )
+        if args.outage:
+            progress.say(
+                f"demo: the sandbox goes down (503) for {args.outage:g}s, "
+                f"{args.outage_at:g}s in: watch the run pause and resume"
+            )
         options = JobOptions(output=output, overwrite=True, grace=args.grace, label="demo")
         code, _ = await run_job(
             lambda **observe: make_client(
