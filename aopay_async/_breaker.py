@@ -168,6 +168,7 @@ class Circuit:
         "on_change",
         "open_until",
         "opens",
+        "outages",
         "settings",
         "state",
     )
@@ -189,6 +190,8 @@ class Circuit:
         #: Seconds spent not closed, over finished outages; and when the current one began.
         self.downtime = 0.0
         self.down_since = -math.inf
+        #: Times it went from closed to open (an outage; reopenings after probes excluded).
+        self.outages = 0
         self._open_for = settings.open_seconds
         self._probes_out = 0
         self._slice = settings.window / SLICES
@@ -303,6 +306,7 @@ class Circuit:
     def _open(self, now: float) -> CircuitChange:
         if self.state == CLOSED:
             self.down_since = now
+            self.outages += 1
         self.opens += 1
         self.open_until = now + self._open_for
         self._probes_out = 0

@@ -143,6 +143,8 @@ def test_failed_probes_double_the_wait_up_to_the_cap(failed_probes: int, wait: f
         assert circuit.state == OPEN
     assert circuit.open_until - now == pytest.approx(wait)
     assert circuit.opens == failed_probes + 1
+    assert circuit.outages == 1  # one outage however many probes failed
+    assert circuit.down_for(now) == pytest.approx(now)  # open since t=0
 
 
 def test_a_success_resets_the_wait() -> None:

@@ -81,11 +81,11 @@ class Tally:
         return circuit.retry_after(_now())
 
     def pauses(self) -> tuple[int, float]:
-        """How many times the circuit opened, and the seconds it was not closed in all."""
+        """How many outages paused the run, and the seconds it was paused in all."""
         circuit = self.circuit
         if circuit is None:
             return 0, 0.0
-        return circuit.opens, circuit.down_for(_now())
+        return circuit.outages, circuit.down_for(_now())
 
     @property
     def done(self) -> int:
