@@ -123,6 +123,9 @@ def test_closed_loop_demand_long_run_rate_is_the_rate(rate: float, burst: int, n
     burst=st.integers(1, 20),
     gaps=st.lists(st.floats(0.0, 0.5, allow_nan=False), min_size=1, max_size=120),
 )
+# All at once: a bucket 1% slow is caught on every run. (Hypothesis draws constants from the
+# loaded modules' source, so a derandomized draw changes as modules are added: one missed it.)
+@example(rate=10.0, burst=1, gaps=[0.0] * 5)
 def test_each_start_is_the_earliest_the_bound_allows(
     rate: float, burst: int, gaps: list[float]
 ) -> None:
