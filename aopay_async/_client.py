@@ -258,6 +258,8 @@ class AOPayClient:
         self._closed = False
         self._random = random.Random()
         self._observer = make_observer(self._url, event_hooks, meter_provider, tracer_provider)
+        if self._circuit is not None:
+            self._observer.circuit_created()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -611,10 +613,15 @@ class AOPayClient:
         return None
 
     def _budget_spent(self, exc: BaseException) -> None:
-        """Called when the retry budget refuses a retry after *exc* (an observability hook)."""
+        """The retry budget refused a retry after *exc*: one WARNING event."""
+        self._observer.budget_spent(
+            getattr(exc, "client_order_id", None), getattr(exc, "attempts", 0), exc
+        )
 
     def _circuit_changed(self, change: CircuitChange) -> None:
-        """Called on every circuit transition (an observability hook; see ``_breaker.py``)."""
+        """Every circuit transition (see ``_breaker.py``): one INFO event."""
+        retry_after = change.retry_after if change.new == "open" else None
+        self._observer.circuit_changed(change.old, change.new, retry_after)
 
 
 def _adaptive_ceiling(limiter: RateLimiter | None, rate_limit: float | None) -> float:
