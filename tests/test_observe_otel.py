@@ -436,8 +436,7 @@ def test_unset_global_providers_do_not_count_as_configured() -> None:
 def test_circuit_state_counts_clients_per_state(telemetry: Telemetry) -> None:
     """``aopay.circuit.state``: a client counts 1 in the state its circuit is in, 0 elsewhere."""
     client = client_for("http://127.0.0.1:9", telemetry)
-    observer = client._observer
-    observer.circuit_created()
+    observer = client._observer  # the client counted itself "closed" when it was made
     observer.circuit_changed("closed", "open", retry_after=5.0)
     observer.circuit_changed("open", "half_open")
     values = {
