@@ -614,6 +614,40 @@ async def test_undecodable_bytes_make_a_bad_row_not_a_crash(tmp_path: Path) -> N
     assert "line 3" in ran.stderr
 
 
+@pytest.mark.parametrize(
+    ("hostile", "problem"),
+    [
+        (b'{"cibil_id": "Jos\xe9"}', "not UTF-8"),
+        (b"[" * 100_000, "nested too deeply"),
+        (b'{"a":' * 100_000, "nested too deeply"),
+    ],
+    ids=["latin-1", "deep-array", "deep-object"],
+)
+async def test_hostile_jsonl_lines_are_bad_rows_and_resume_finishes(
+    tmp_path: Path, hostile: bytes, problem: str
+) -> None:
+    """A JSONL line that is not UTF-8 or nests 100,000 deep is a bad row; --resume ends too."""
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b'{"cibil_id": "GOOD1"}\n' + hostile + b'\n{"cibil_id": "GOOD2"}\n')
+    out = tmp_path / "out.jsonl"
+    async with SandboxServer() as server:
+        env = cli_env(server)
+        ran = await run_cli(
+            "bulk", str(src), "-o", str(out), "--rate", "none", env=env, cwd=tmp_path
+        )
+        assert ran.code == 1, ran.stderr
+        assert "Traceback" not in ran.stderr
+        records = {r["line"]: r for r in read_output(out)}
+        assert [records[n]["ok"] for n in (1, 2, 3)] == [True, False, True]
+        assert problem in json.dumps(records[2])
+        again = await run_cli(
+            "bulk", str(src), "-o", str(out), "--rate", "none", "--resume", env=env, cwd=tmp_path
+        )
+    assert again.code == 1, again.stderr
+    assert "Traceback" not in again.stderr
+    assert_exactly_once(read_output(out), [1, 2, 3])
+
+
 def test_progress_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
     """Quiet: none; not a terminal: plain lines; a terminal: the rich bar (when installed)."""
     from aopay_async.cli import _progress, _summary

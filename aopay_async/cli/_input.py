@@ -163,8 +163,12 @@ def _jsonl_rows(binary: io.BufferedReader) -> Iterator[Row]:
             raw = raw[3:]
         try:
             value = _JSON_ROW.decode(raw)
-        except msgspec.DecodeError:
-            yield Row(line_no, problem="not valid JSON")
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            # msgspec raises UnicodeDecodeError (not DecodeError) for bytes that are not UTF-8.
+            yield Row(line_no, problem="not valid JSON (or not UTF-8)")
+            continue
+        except RecursionError:
+            yield Row(line_no, problem="not a row: JSON nested too deeply")
             continue
         if isinstance(value, str):
             yield Row(line_no, value)
