@@ -102,9 +102,21 @@ def _outage(text: str) -> tuple[float, float, str]:
     return _non_negative(start), _non_negative(seconds), fault
 
 
+# argparse's group type is private (argparse._ArgumentGroup); the helpers take what they use.
+_Group = argparse._ActionsContainer
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add a flag for every sandbox knob to *parser*."""
+    """Add a flag for every sandbox knob to *parser* (one group; ``--help`` lists them in order)."""
     group = parser.add_argument_group("sandbox server")
+    _add_address_flags(group)
+    _add_rate_flags(group)
+    _add_fault_flags(group)
+    _add_data_flags(group)
+
+
+def _add_address_flags(group: _Group) -> None:
+    """Where the server listens and which credentials it accepts."""
     group.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     group.add_argument(
         "--port", type=_port, default=0, help="port to bind (default 0: any free port)"
@@ -119,6 +131,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_REGISTRATION_ID,
         help=f"the RegistrationID to accept (default {DEFAULT_REGISTRATION_ID})",
     )
+
+
+def _add_rate_flags(group: _Group) -> None:
+    """The server-side token bucket and its 429s."""
     group.add_argument(
         "--rate",
         type=_positive,
@@ -136,6 +152,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="Retry-After sent with every 429 (default: seconds until the next token, >= 1)",
     )
+
+
+def _add_fault_flags(group: _Group) -> None:
+    """What goes wrong, how often, and how slowly."""
     group.add_argument(
         "--latency",
         type=_latency,
@@ -183,6 +203,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long a 'slow' body takes to drip (default 1)",
     )
+
+
+def _add_data_flags(group: _Group) -> None:
+    """The generated customers, the random seed and how long to run."""
     group.add_argument(
         "--accounts",
         type=int,
