@@ -94,6 +94,71 @@ def next_wait(
     return wait
 
 
+class _CallRetry:
+    """One call's retry rules, asked by tenacity: wait, then stop, then before_sleep.
+
+    Tenacity asks wait, then stop, for each failure: the decision is made once, in
+    :meth:`wait`, and :meth:`stop` reads it (one instance serves one call).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_retries: int,
+        deadline_at: float | None,
+        clock: Callable[[], float],
+        base: float,
+        cap: float,
+        uniform: Uniform,
+        on_retry: Callable[[BaseException, float], None] | None,
+        may_retry: Callable[[BaseException], bool] | None,
+    ) -> None:
+        self._max_retries = max_retries
+        self._deadline_at = deadline_at
+        self._clock = clock
+        self._base = base
+        self._cap = cap
+        self._uniform = uniform
+        self._on_retry = on_retry
+        self._may_retry = may_retry
+        self._decision: float | None = None
+
+    def _decide(self, state: RetryCallState) -> float | None:
+        outcome = state.outcome
+        assert outcome is not None
+        exc = outcome.exception()
+        assert exc is not None
+        deadline_at = self._deadline_at
+        time_left = None if deadline_at is None else deadline_at - self._clock()
+        wait = next_wait(
+            exc,
+            state.attempt_number - 1,
+            retries_left=self._max_retries + 1 - state.attempt_number,
+            time_left=time_left,
+            base=self._base,
+            cap=self._cap,
+            uniform=self._uniform,
+        )
+        if wait is not None and self._may_retry is not None and not self._may_retry(exc):
+            return None
+        return wait
+
+    def wait(self, state: RetryCallState) -> float:
+        self._decision = self._decide(state)
+        return self._decision or 0.0
+
+    def stop(self, state: RetryCallState) -> bool:
+        return self._decision is None
+
+    def before_sleep(self, state: RetryCallState) -> None:
+        assert self._on_retry is not None
+        assert state.outcome is not None
+        assert state.next_action is not None
+        exc = state.outcome.exception()
+        assert exc is not None
+        self._on_retry(exc, state.next_action.sleep)
+
+
 def retrying(
     *,
     max_retries: int,
@@ -113,56 +178,20 @@ def retrying(
     *may_retry* (the retry budget) is asked last, only for a retry the rules would make:
     False gives up now with the last error.
     """
-
-    def _decide(state: RetryCallState) -> float | None:
-        outcome = state.outcome
-        assert outcome is not None
-        exc = outcome.exception()
-        assert exc is not None
-        time_left = None if deadline_at is None else deadline_at - clock()
-        wait = next_wait(
-            exc,
-            state.attempt_number - 1,
-            retries_left=max_retries + 1 - state.attempt_number,
-            time_left=time_left,
-            base=base,
-            cap=cap,
-            uniform=uniform,
-        )
-        if wait is not None and may_retry is not None and not may_retry(exc):
-            return None
-        return wait
-
-    # Tenacity asks wait, then stop, for each failure: the decision is made once, in _wait,
-    # and _stop reads it (one AsyncRetrying serves one call, so this closure is per call).
-    decision: list[float | None] = [None]
-
-    def _wait(state: RetryCallState) -> float:
-        decision[0] = _decide(state)
-        return decision[0] or 0.0
-
-    def _stop(state: RetryCallState) -> bool:
-        return decision[0] is None
-
-    if on_retry is None:
-        return AsyncRetrying(
-            retry=retry_if_exception(is_retryable),
-            wait=_wait,
-            stop=_stop,
-            reraise=True,
-        )
-
-    def _before_sleep(state: RetryCallState) -> None:
-        assert state.outcome is not None
-        assert state.next_action is not None
-        exc = state.outcome.exception()
-        assert exc is not None
-        on_retry(exc, state.next_action.sleep)
-
+    rules = _CallRetry(
+        max_retries=max_retries,
+        deadline_at=deadline_at,
+        clock=clock,
+        base=base,
+        cap=cap,
+        uniform=uniform,
+        on_retry=on_retry,
+        may_retry=may_retry,
+    )
     return AsyncRetrying(
         retry=retry_if_exception(is_retryable),
-        wait=_wait,
-        stop=_stop,
-        before_sleep=_before_sleep,
+        wait=rules.wait,
+        stop=rules.stop,
+        before_sleep=None if on_retry is None else rules.before_sleep,
         reraise=True,
     )
