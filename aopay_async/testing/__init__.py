@@ -9,13 +9,11 @@ library itself, and it never reaches beyond 127.0.0.1 unless told to bind elsewh
 from __future__ import annotations
 
 from ._customers import CustomerProfile, SyntheticAccount, make_customer
+from ._faults import FAULTS, OUTCOMES, FaultSchedule
 from ._sandbox import (
     DEFAULT_COMPANY_CODE,
     DEFAULT_REGISTRATION_ID,
-    FAULTS,
-    OUTCOMES,
     PATH,
-    FaultSchedule,
     SandboxServer,
     SandboxStats,
 )

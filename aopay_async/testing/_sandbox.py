@@ -5,7 +5,8 @@ This module owns :class:`SandboxServer`, an ``aiohttp.web`` application that ans
 API documents: the success envelope, the 401 shape, the ``code``/``description``/
 ``status: "False"`` shape, plus a clear 400 for a body that is not a JSON object. It also
 owns the behaviour knobs (server-side token bucket, latency, fault injection, per-id
-scripts) and the counters tests read.
+scripts) and the counters tests read. What it puts on the wire is ``_sandbox_wire``'s; the
+fault schedule and scripts are ``_faults``'; its quota is ``_sandbox_bucket``'s.
 
 It must never reach beyond the address it is told to bind (127.0.0.1 by default), never
 use unseeded randomness (a run with the same seed and the same request order repeats
@@ -32,23 +33,31 @@ Latency (when set) is added after the decision and before the answer, for every 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import hashlib
 import math
 import random
-import socket
-import struct
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 from aiohttp import web
 
 from ._customers import CustomerProfile, make_customer
+from ._faults import FAULTS, OUTCOMES, FaultSchedule, Script, check_script
+from ._sandbox_bucket import QuotaBucket
+from ._sandbox_wire import (
+    FIELDS,
+    RequestBody,
+    body_decoder,
+    fixed_answer,
+    json_encoder,
+    reset_connection,
+    stream_body,
+    success_body,
+    too_many,
+)
 
 __all__ = [
     "DEFAULT_COMPANY_CODE",
@@ -66,100 +75,6 @@ PATH: Final = "/api/AOP/CibilScore/GetCreditHistory"
 #: The credentials of the seed's example, accepted by default.
 DEFAULT_COMPANY_CODE: Final = "CMP1045"
 DEFAULT_REGISTRATION_ID: Final = "AOP-554"
-
-#: Outcomes a fault fraction or a script step can name.
-#:
-#: - ``"ok"``: the success envelope (scripts only; it is what no fault means).
-#: - ``"500"``, ``"502"``, ``"503"``: that status with a small JSON body, no ``Retry-After``.
-#: - ``"429"``: HTTP 429 with ``Retry-After`` (the ``retry_after`` knob, else ``1``).
-#: - ``"401"``: the 401 shape, as for wrong credentials.
-#: - ``"reset"``: the connection is reset (TCP RST) before any byte of a response.
-#: - ``"truncate"``: a 200 with the full ``Content-Length`` but only half the body, then close.
-#: - ``"slow"``: a correct 200 whose body drips in 10 chunks over ``slow_seconds``.
-#: - ``"html"``: HTTP 502 with an nginx-style HTML error page.
-#: - ``"html200"``: HTTP 200 with an HTML maintenance page.
-#: - ``"gateway_error"``: HTTP 200 with the gateway error shape (``code`` ``"207"``).
-FAULTS: Final = frozenset(
-    {
-        "500",
-        "502",
-        "503",
-        "429",
-        "401",
-        "reset",
-        "truncate",
-        "slow",
-        "html",
-        "html200",
-        "gateway_error",
-    }
-)
-#: Every outcome the counters can show: the fault names, ``"ok"``, and the two answers to
-#: a bad request, ``"bad_request"`` (HTTP 400) and ``"missing_field"`` (the code 207 shape).
-OUTCOMES: Final = FAULTS | {"ok", "bad_request", "missing_field"}
-#: A script's last element may be this, meaning "repeat the step before it forever".
-REPEAT: Final = "*"
-_SCRIPTABLE: Final = FAULTS | {"ok"}
-
-#: Fault schedules use blocks of at most this many requests (see :class:`FaultSchedule`).
-MAX_BLOCK: Final = 100_000
-_SLOW_CHUNKS: Final = 10
-
-_json = msgspec.json.Encoder()
-
-
-def _error_body(status: int, message: str) -> bytes:
-    return _json.encode({"responsecode": status, "status": False, "message": message})
-
-
-def _gateway_body(description: str) -> bytes:
-    return _json.encode(
-        {
-            "code": "207",
-            "description": description,
-            "merchantTrxnRefId": None,
-            "token": None,
-            "status": "False",
-        }
-    )
-
-
-_UNAUTHORIZED = _error_body(401, "Unauthorized: invalid CompanyCode or RegistrationID")
-_BODIES: Final[Mapping[str, tuple[int, bytes]]] = {
-    "500": (500, _error_body(500, "Internal Server Error")),
-    "502": (502, _error_body(502, "Bad Gateway")),
-    "503": (503, _error_body(503, "Service Temporarily Unavailable")),
-    "401": (401, _UNAUTHORIZED),
-    "gateway_error": (200, _gateway_body("Transaction could not be processed, try again")),
-}
-_HTML_502 = (
-    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
-    b"</body>\r\n</html>\r\n"
-)
-_HTML_200 = (
-    b"<!DOCTYPE html>\n<html><head><title>Under maintenance</title></head>\n"
-    b"<body><h1>We'll be back soon</h1><p>The service is under scheduled maintenance."
-    b"</p></body></html>\n"
-)
-_SUCCESS_HEAD = b'{"error_code":"SPC-200","status":"SUCCESS","message":"success","soft_ref_id":"'
-_SUCCESS_MID = b'","data":{"result":'
-_SUCCESS_TOKEN = b',"status":"success","message":"ok","access_token":"'
-_SUCCESS_TAIL = b'"}}'
-_LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-class _Body(msgspec.Struct):
-    """The request body's four fields, any JSON type (checked by hand for the right answer)."""
-
-    client_order_id: Any = None
-    cibil_id: Any = None
-    RegistrationID: Any = None  # the wire name
-    CompanyCode: Any = None  # the wire name
-
-
-_body_decoder = msgspec.json.Decoder(_Body)
-_FIELDS: Final = ("client_order_id", "cibil_id", "RegistrationID", "CompanyCode")
 
 
 @dataclass
@@ -215,147 +130,12 @@ class SandboxStats:
         self.outage = 0
 
 
-class FaultSchedule:
-    """Which fault each request gets: exact fractions, shuffled order, seeded.
-
-    Requests are taken in blocks of ``block`` (the smallest power of ten that makes every
-    fraction a whole number of requests, at most 100,000). In every block each fault fires
-    exactly ``round(fraction * block)`` times and ``"ok"`` fills the rest, in an order
-    shuffled by ``random.Random(seed)``. So 2,000 requests with ``{"503": 0.02}`` hold
-    exactly 40 503s, and the same seed gives the same sequence.
-    """
-
-    def __init__(self, faults: Mapping[str, float] | None, seed: int = 0) -> None:
-        self.faults: dict[str, float] = _check_faults(faults)
-        self.seed = seed
-        self.block = _block_size(self.faults.values())
-        table: list[str] = []
-        cumulative, done = 0.0, 0
-        for name in sorted(self.faults):
-            cumulative += self.faults[name]
-            upto = min(round(cumulative * self.block), self.block)
-            table += [name] * (upto - done)
-            done = upto
-        table += ["ok"] * (self.block - done)
-        self._table = table
-        self._rng = random.Random(f"aopay-sandbox-faults:{seed}")
-        self._pending: list[str] = []
-
-    def per_block(self) -> Counter[str]:
-        """How many of each outcome every block of ``block`` requests holds."""
-        return Counter(self._table)
-
-    def next(self) -> str:
-        """The outcome of the next request that reaches the fault stage."""
-        if not self._pending:
-            self._pending = self._table.copy()
-            self._rng.shuffle(self._pending)
-            # pop() takes from the end; reverse so the sequence reads in shuffled order.
-            self._pending.reverse()
-        return self._pending.pop()
-
-    def take(self, n: int) -> list[str]:
-        """The next *n* outcomes (a test can predict a run with a fresh schedule)."""
-        return [self.next() for _ in range(n)]
-
-
-def _check_faults(faults: Mapping[str, float] | None) -> dict[str, float]:
-    checked: dict[str, float] = {}
-    for name, fraction in (faults or {}).items():
-        if name not in FAULTS:
-            raise ValueError(f"unknown fault {name!r}; known faults: {', '.join(sorted(FAULTS))}")
-        value = float(fraction)
-        if not 0.0 <= value <= 1.0:  # NaN fails this too
-            raise ValueError(f"the fraction for fault {name!r} must be in [0, 1], not {fraction!r}")
-        if value:
-            checked[name] = value
-    if sum(checked.values()) > 1.0 + 1e-9:
-        raise ValueError("fault fractions add up to more than 1")
-    return checked
-
-
-def _block_size(fractions: Any) -> int:
-    values = list(fractions)
-    block = 1
-    while block < MAX_BLOCK:
-        if all(abs(v * block - round(v * block)) < 1e-6 for v in values):
-            return block
-        block *= 10
-    return MAX_BLOCK
-
-
-@dataclass
-class _Script:
-    steps: tuple[str, ...]
-    repeat_last: bool
-    position: int = 0
-
-    def next(self) -> str | None:
-        if self.position < len(self.steps):
-            self.position += 1
-            return self.steps[self.position - 1]
-        if self.repeat_last and self.steps:
-            return self.steps[-1]
-        return None
-
-
-def _check_script(cibil_id: str, outcomes: Sequence[str]) -> _Script:
-    if isinstance(outcomes, str):
-        raise TypeError(f"the script for {cibil_id!r} must be a sequence of outcomes, not a str")
-    steps = list(outcomes)
-    repeat = bool(steps) and steps[-1] == REPEAT
-    if repeat:
-        steps.pop()
-        if not steps:
-            raise ValueError(f"the script for {cibil_id!r} has '*' with no outcome to repeat")
-    for step in steps:
-        if step not in _SCRIPTABLE:
-            raise ValueError(
-                f"unknown outcome {step!r} in the script for {cibil_id!r}; "
-                f"known outcomes: {', '.join(sorted(_SCRIPTABLE))} (and a final '*')"
-            )
-    return _Script(tuple(steps), repeat)
-
-
-class _TokenBucket:
-    """``rate`` tokens a second, at most ``burst`` saved; starts full."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._tokens = float(burst)
-        self._stamp: float | None = None
-
-    def take(self, now: float) -> float:
-        """Take a token: 0.0 when granted, else the seconds until one will be there."""
-        if self._stamp is not None:
-            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return 0.0
-        return (1.0 - self._tokens) / self.rate
-
-
 def _check_latency(latency: float | tuple[float, float]) -> tuple[float, float]:
     low, high = (latency, latency) if isinstance(latency, int | float) else latency
     low, high = float(low), float(high)
     if not 0.0 <= low <= high or math.isinf(high):
         raise ValueError(f"latency must be seconds >= 0 or a (low, high) pair, not {latency!r}")
     return low, high
-
-
-def _reset_connection(request: web.BaseRequest) -> None:
-    """Drop the connection with a TCP RST, so the client sees a reset, not a clean close."""
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            # Linger on, timeout 0: close() discards the buffer and sends RST.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
 
 
 class SandboxServer:
@@ -445,10 +225,10 @@ class SandboxServer:
         self._latency_rng = random.Random(f"aopay-sandbox-latency:{seed}")
         self._schedule: FaultSchedule | None = None
         self.set_faults(faults)
-        self._scripts: dict[str, _Script] = {}
+        self._scripts: dict[str, Script] = {}
         for cibil_id, outcomes in (scripts or {}).items():
             self.script(cibil_id, outcomes)
-        self._bucket = _TokenBucket(rate_limit, burst) if rate_limit is not None else None
+        self._bucket = QuotaBucket(rate_limit, burst) if rate_limit is not None else None
         # Outage windows as (start, end, fault): relative to the start until the server
         # runs, then loop times.
         self._outages: list[tuple[float, float, str]] = []
@@ -501,7 +281,7 @@ class SandboxServer:
                 raise ValueError(f"burst must be at least 1, not {burst!r}")
             self.burst = burst
         self.rate_limit = rate_limit
-        self._bucket = _TokenBucket(rate_limit, self.burst) if rate_limit is not None else None
+        self._bucket = QuotaBucket(rate_limit, self.burst) if rate_limit is not None else None
 
     def _outage_at(self, now: float) -> str | None:
         for start, end, fault in self._outages:
@@ -511,7 +291,7 @@ class SandboxServer:
 
     def script(self, cibil_id: str, outcomes: Sequence[str]) -> None:
         """Set (or replace) the scripted outcomes of *cibil_id*'s next requests."""
-        self._scripts[cibil_id] = _check_script(cibil_id, outcomes)
+        self._scripts[cibil_id] = check_script(cibil_id, outcomes)
 
     def customer(self, cibil_id: str) -> CustomerProfile:
         """The profile this server serves for *cibil_id* (to compare with what a client got)."""
@@ -580,13 +360,15 @@ class SandboxServer:
     def _encode_result(self, cibil_id: str) -> tuple[bytes, bytes]:
         """The customer's fetch time as ``YYMMDDHHMMSS`` and its ``data.result`` JSON."""
         profile = make_customer(cibil_id, accounts=self.accounts)
-        return profile.fetched_at.strftime("%y%m%d%H%M%S").encode(), _json.encode(profile.to_wire())
+        return profile.fetched_at.strftime("%y%m%d%H%M%S").encode(), json_encoder.encode(
+            profile.to_wire()
+        )
 
-    def _decide(self, body: _Body | None) -> str:
+    def _decide(self, body: RequestBody | None) -> str:
         """Steps 3 to 8 of the module docstring (the rate limit is checked before)."""
         if body is None:
             return "bad_request"
-        for name in _FIELDS:
+        for name in FIELDS:
             value = getattr(body, name)
             if not isinstance(value, str) or not value.strip():
                 return "missing_field"
@@ -612,9 +394,9 @@ class SandboxServer:
         now = asyncio.get_running_loop().time()
         try:
             raw = await request.read()
-            body: _Body | None
+            body: RequestBody | None
             try:
-                body = _body_decoder.decode(raw)
+                body = body_decoder.decode(raw)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 body = None
             if self.track_ids:
@@ -645,112 +427,24 @@ class SandboxServer:
             stats.in_flight -= 1
 
     async def _answer(
-        self, outcome: str, request: web.Request, body: _Body | None, number: int, wait: float
+        self, outcome: str, request: web.Request, body: RequestBody | None, number: int, wait: float
     ) -> web.StreamResponse:
-        if outcome == "ok":
-            assert body is not None
-            return web.Response(body=self._success(body, number), content_type="application/json")
-        fixed = _BODIES.get(outcome)
-        if fixed is not None:
-            return web.Response(status=fixed[0], body=fixed[1], content_type="application/json")
         if outcome == "429":
-            return self._too_many(wait)
-        if outcome == "bad_request":
-            message = "The request body must be a JSON object with client_order_id, cibil_id, "
-            message += "RegistrationID and CompanyCode"
-            return web.Response(
-                status=400, body=_error_body(400, message), content_type="application/json"
-            )
-        if outcome == "missing_field":
-            assert body is not None
-            return web.Response(body=_missing_field(body), content_type="application/json")
-        if outcome == "html":
-            return web.Response(status=502, body=_HTML_502, content_type="text/html")
-        if outcome == "html200":
-            return web.Response(body=_HTML_200, content_type="text/html")
+            return too_many(self.retry_after, wait)
         if outcome == "reset":
-            _reset_connection(request)
+            reset_connection(request)
             return web.Response()  # never sent: aiohttp finds the transport closed
+        fixed = fixed_answer(outcome, body)
+        if fixed is not None:
+            return fixed
         assert body is not None
         payload = self._success(body, number)
-        response = web.StreamResponse()
-        response.content_type = "application/json"
-        response.content_length = len(payload)
-        if outcome == "slow":
-            # Tells a test which 200s were dripped without timing them: a timed guess
-            # ("the body took over 0.2 s") misread ordinary answers on a loaded machine
-            # ({'ok': 1738} != {'ok': 1740} in a full run). A client ignores it.
-            response.headers["X-Sandbox-Fault"] = "slow"
-        await response.prepare(request)
-        try:
-            if outcome == "truncate":
-                await response.write(payload[: len(payload) // 2])
-                if request.transport is not None:
-                    request.transport.close()  # a clean FIN after half the promised bytes
-                return response
-            # "slow": the whole body, a chunk at a time.
-            step = -(-len(payload) // _SLOW_CHUNKS)
-            for start in range(0, len(payload), step):
-                await asyncio.sleep(self.slow_seconds / _SLOW_CHUNKS)
-                await response.write(payload[start : start + step])
-            await response.write_eof()
-        except ConnectionError:
-            pass  # the client went away mid-body: nothing more to send
-        return response
+        if outcome == "ok":
+            return web.Response(body=payload, content_type="application/json")
+        return await stream_body(request, payload, outcome, self.slow_seconds)
 
-    def _too_many(self, wait: float) -> web.Response:
-        """A 429; *wait* is the bucket's time to the next token (0 for a faulted 429)."""
-        if self.retry_after is not None:
-            value = _seconds_text(self.retry_after)
-        else:
-            # Retry-After is whole seconds: round the bucket's wait up, at least 1.
-            value = str(max(1, math.ceil(wait)))
-        return web.Response(
-            status=429,
-            body=_error_body(429, f"Too Many Requests: retry after {value} seconds"),
-            content_type="application/json",
-            headers={"Retry-After": value},
-        )
-
-    def _success(self, body: _Body, number: int) -> bytes:
+    def _success(self, body: RequestBody, number: int) -> bytes:
         cibil_id: str = body.cibil_id
         stamp, result = self._result_json(cibil_id)
-        digest = hashlib.blake2b(
-            f"{self.seed}:{number}:{cibil_id}:{body.client_order_id}".encode(), digest_size=32
-        ).digest()
-        # Like the seed's "23081815284725JQJCESXDTP2": the fetch time, two digits of the
-        # request number, then 11 capital letters.
-        letters = b"%02d" % (number % 100) + bytes(_LETTERS[b % 26] for b in digest[20:31])
-        token = digest[:20].hex().encode()
-        return b"".join(
-            (
-                _SUCCESS_HEAD,
-                stamp,
-                letters,
-                _SUCCESS_MID,
-                result,
-                _SUCCESS_TOKEN,
-                token,
-                _SUCCESS_TAIL,
-            )
-        )
-
-
-def _seconds_text(seconds: float) -> str:
-    """*seconds* in plain decimal, exactly as given: ``0.25``, ``1``, ``1234567``.
-
-    Not ``f"{seconds:g}"``: that keeps six digits and switches to exponent form, so
-    ``1234567`` became ``"1.23457e+06"``, a different and unusual ``Retry-After``.
-    """
-    text = format(Decimal(repr(float(seconds))), "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def _missing_field(body: _Body) -> bytes:
-    for name in _FIELDS:
-        value = getattr(body, name)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return _gateway_body(f"{name} is Required")
-        if not isinstance(value, str):
-            return _gateway_body(f"{name} is Invalid")
-    raise AssertionError("unreachable: called only for a body with a bad field")
+        tag = f"{self.seed}:{number}:{cibil_id}:{body.client_order_id}"
+        return success_body(stamp, result, number, tag)

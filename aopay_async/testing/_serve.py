@@ -15,13 +15,8 @@ import math
 import sys
 from collections.abc import Sequence
 
-from ._sandbox import (
-    DEFAULT_COMPANY_CODE,
-    DEFAULT_REGISTRATION_ID,
-    FAULTS,
-    REPEAT,
-    SandboxServer,
-)
+from ._faults import FAULTS, REPEAT
+from ._sandbox import DEFAULT_COMPANY_CODE, DEFAULT_REGISTRATION_ID, SandboxServer
 
 __all__ = ["add_arguments", "main", "serve"]
 
