@@ -10,13 +10,8 @@ from __future__ import annotations
 
 from ._customers import CustomerProfile, SyntheticAccount, make_customer
 from ._faults import FAULTS, OUTCOMES, FaultSchedule
-from ._sandbox import (
-    DEFAULT_COMPANY_CODE,
-    DEFAULT_REGISTRATION_ID,
-    PATH,
-    SandboxServer,
-    SandboxStats,
-)
+from ._sandbox import DEFAULT_COMPANY_CODE, DEFAULT_REGISTRATION_ID, PATH, SandboxServer
+from ._sandbox_stats import SandboxStats
 from ._serve import add_arguments as add_sandbox_arguments
 from ._serve import serve as serve_sandbox
 

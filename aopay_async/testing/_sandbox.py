@@ -6,7 +6,8 @@ API documents: the success envelope, the 401 shape, the ``code``/``description``
 ``status: "False"`` shape, plus a clear 400 for a body that is not a JSON object. It also
 owns the behaviour knobs (server-side token bucket, latency, fault injection, per-id
 scripts) and the counters tests read. What it puts on the wire is ``_sandbox_wire``'s; the
-fault schedule and scripts are ``_faults``'; its quota is ``_sandbox_bucket``'s.
+fault schedule and scripts are ``_faults``'; its quota is ``_sandbox_bucket``'s; its counters
+are ``_sandbox_stats``'.
 
 It must never reach beyond the address it is told to bind (127.0.0.1 by default), never
 use unseeded randomness (a run with the same seed and the same request order repeats
@@ -36,9 +37,7 @@ import asyncio
 import functools
 import math
 import random
-from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Final
 
 import msgspec
@@ -47,6 +46,7 @@ from aiohttp import web
 from ._customers import CustomerProfile, make_customer
 from ._faults import FAULTS, OUTCOMES, FaultSchedule, Script, check_script
 from ._sandbox_bucket import QuotaBucket
+from ._sandbox_stats import SandboxStats
 from ._sandbox_wire import (
     FIELDS,
     RequestBody,
@@ -75,59 +75,6 @@ PATH: Final = "/api/AOP/CibilScore/GetCreditHistory"
 #: The credentials of the seed's example, accepted by default.
 DEFAULT_COMPANY_CODE: Final = "CMP1045"
 DEFAULT_REGISTRATION_ID: Final = "AOP-554"
-
-
-@dataclass
-class SandboxStats:
-    """Counters a test can read (and :meth:`reset`) while the server runs.
-
-    ``by_outcome`` counts decisions (an answer cut short by a client that went away still
-    counts). ``rate_limited`` counts every 429 sent, from the bucket, a fault or a script.
-    The per-id counters and ``arrivals`` are kept unless the server was made with
-    ``track_ids=False``.
-    """
-
-    #: Requests received on the API path, whatever became of them.
-    requests: int = 0
-    by_outcome: Counter[str] = field(default_factory=Counter)
-    rate_limited: int = 0
-    #: Requests received per ``client_order_id`` (retries of one call share an id),
-    #: whatever became of them (a 429 from the rate limit included).
-    attempts_by_order_id: Counter[str] = field(default_factory=Counter)
-    #: Requests received per ``cibil_id``, counted the same way.
-    attempts_by_cibil_id: Counter[str] = field(default_factory=Counter)
-    #: ``loop.time()`` of each request's arrival, in order.
-    arrivals: list[float] = field(default_factory=list)
-    in_flight: int = 0
-    #: The most requests being handled at once.
-    max_in_flight: int = 0
-    #: Requests answered by an outage window (also counted in ``by_outcome``).
-    outage: int = 0
-
-    def repeated_order_ids(self) -> dict[str, int]:
-        """The ``client_order_id`` values received more than once, with their counts."""
-        return {key: n for key, n in self.attempts_by_order_id.items() if n > 1}
-
-    def max_in_window(self, seconds: float) -> int:
-        """The most arrivals inside any window of *seconds* (to check a client's rate)."""
-        best, start = 0, 0
-        times = self.arrivals
-        for end, t in enumerate(times):
-            while t - times[start] >= seconds:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
-
-    def reset(self) -> None:
-        """Zero every counter (``in_flight`` excepted: those requests are still running)."""
-        self.requests = 0
-        self.by_outcome.clear()
-        self.rate_limited = 0
-        self.attempts_by_order_id.clear()
-        self.attempts_by_cibil_id.clear()
-        self.arrivals.clear()
-        self.max_in_flight = self.in_flight
-        self.outage = 0
 
 
 def _check_latency(latency: float | tuple[float, float]) -> tuple[float, float]:
