@@ -77,6 +77,26 @@ DEFAULT_COMPANY_CODE: Final = "CMP1045"
 DEFAULT_REGISTRATION_ID: Final = "AOP-554"
 
 
+def _check_knobs(
+    rate_limit: float | None,
+    burst: int,
+    retry_after: float | None,
+    slow_seconds: float,
+    accounts: int | None,
+) -> None:
+    """A ValueError naming the first numeric knob out of its range."""
+    if rate_limit is not None and not (rate_limit > 0 and math.isfinite(rate_limit)):
+        raise ValueError(f"rate_limit must be a positive number or None, not {rate_limit!r}")
+    if burst < 1:
+        raise ValueError(f"burst must be at least 1, not {burst!r}")
+    if retry_after is not None and not 0 <= retry_after < math.inf:
+        raise ValueError(f"retry_after must be seconds >= 0 or None, not {retry_after!r}")
+    if not 0 <= slow_seconds < math.inf:
+        raise ValueError(f"slow_seconds must be >= 0, not {slow_seconds!r}")
+    if accounts is not None and not 0 <= accounts <= 1000:
+        raise ValueError(f"accounts must be between 0 and 1000, not {accounts!r}")
+
+
 def _check_latency(latency: float | tuple[float, float]) -> tuple[float, float]:
     low, high = (latency, latency) if isinstance(latency, int | float) else latency
     low, high = float(low), float(high)
@@ -145,16 +165,7 @@ class SandboxServer:
         cache_size: int = 4096,
         outages: Sequence[tuple[float, float] | tuple[float, float, str]] = (),
     ) -> None:
-        if rate_limit is not None and not (rate_limit > 0 and math.isfinite(rate_limit)):
-            raise ValueError(f"rate_limit must be a positive number or None, not {rate_limit!r}")
-        if burst < 1:
-            raise ValueError(f"burst must be at least 1, not {burst!r}")
-        if retry_after is not None and not 0 <= retry_after < math.inf:
-            raise ValueError(f"retry_after must be seconds >= 0 or None, not {retry_after!r}")
-        if not 0 <= slow_seconds < math.inf:
-            raise ValueError(f"slow_seconds must be >= 0, not {slow_seconds!r}")
-        if accounts is not None and not 0 <= accounts <= 1000:
-            raise ValueError(f"accounts must be between 0 and 1000, not {accounts!r}")
+        _check_knobs(rate_limit, burst, retry_after, slow_seconds, accounts)
         self.host = host
         self.company_code = company_code
         self.registration_id = registration_id
