@@ -297,21 +297,11 @@ async def _lookup(
 
 async def _outcome(client: BulkClient, item: object, index: int) -> BulkResult:
     start = time.perf_counter()
-    try:
-        request = CreditHistoryRequest.coerce(item).with_order_id()
-    except InvalidRequestError as exc:
+    request = _coerce(item)
+    if isinstance(request, InvalidRequestError):
         return BulkResult(
             _placeholder(item),
-            error=exc,
-            attempts=0,
-            elapsed=time.perf_counter() - start,
-            item_index=index,
-        )
-    except Exception as exc:
-        # A mapping that misbehaves when read is still just a bad item.
-        return BulkResult(
-            _placeholder(item),
-            error=InvalidRequestError(f"the item could not be read ({type(exc).__name__})"),
+            error=request,
             attempts=0,
             elapsed=time.perf_counter() - start,
             item_index=index,
@@ -337,15 +327,7 @@ async def _outcome(client: BulkClient, item: object, index: int) -> BulkResult:
                     wait = None
             if wait is None:
                 exc.attempts = attempts
-                return BulkResult(
-                    request,
-                    error=exc,
-                    attempts=attempts,
-                    elapsed=time.perf_counter() - start,
-                    item_index=index,
-                    wire_seconds=watch.wire_seconds,
-                    wait_seconds=watch.wait_seconds,
-                )
+                return _finished(request, watch, start, index, attempts, error=exc)
             if kind == "budget":
                 refused += 1
             elif kind == "troubled":
@@ -354,34 +336,59 @@ async def _outcome(client: BulkClient, item: object, index: int) -> BulkResult:
             await asyncio.sleep(wait)
             continue
         except Exception as exc:
-            # Not an API outcome: a bug here or in a limiter/session given to the client. It
-            # still fails this item only. The message names the type alone (its text could
-            # quote anything); the original stays as __cause__ for a traceback.
-            error = AOPayError(
-                f"the lookup failed with an unexpected {type(exc).__name__} (a bug, in "
-                "aopay_async or in a limiter or session given to the client; not an API outcome)",
-                client_order_id=request.client_order_id,
-            )
-            error.__cause__ = exc
+            error = _unexpected(exc, request)
             error.attempts = attempts
-            return BulkResult(
-                request,
-                error=error,
-                attempts=attempts,
-                elapsed=time.perf_counter() - start,
-                item_index=index,
-                wire_seconds=watch.wire_seconds,
-                wait_seconds=watch.wait_seconds,
-            )
-        return BulkResult(
-            request,
-            history=history,
-            attempts=attempts + sent,
-            elapsed=time.perf_counter() - start,
-            item_index=index,
-            wire_seconds=watch.wire_seconds,
-            wait_seconds=watch.wait_seconds,
-        )
+            return _finished(request, watch, start, index, attempts, error=error)
+        return _finished(request, watch, start, index, attempts + sent, history=history)
+
+
+def _coerce(item: object) -> CreditHistoryRequest | InvalidRequestError:
+    """The item as a request with its order id, or why it is not one."""
+    try:
+        return CreditHistoryRequest.coerce(item).with_order_id()
+    except InvalidRequestError as exc:
+        return exc
+    except Exception as exc:
+        # A mapping that misbehaves when read is still just a bad item.
+        return InvalidRequestError(f"the item could not be read ({type(exc).__name__})")
+
+
+def _unexpected(exc: Exception, request: CreditHistoryRequest) -> AOPayError:
+    """Not an API outcome: a bug here or in a limiter/session given to the client.
+
+    It still fails this item only. The message names the type alone (its text could quote
+    anything); the original stays as ``__cause__`` for a traceback.
+    """
+    error = AOPayError(
+        f"the lookup failed with an unexpected {type(exc).__name__} (a bug, in "
+        "aopay_async or in a limiter or session given to the client; not an API outcome)",
+        client_order_id=request.client_order_id,
+    )
+    error.__cause__ = exc
+    return error
+
+
+def _finished(
+    request: CreditHistoryRequest,
+    watch: Watch,
+    start: float,
+    index: int,
+    attempts: int,
+    *,
+    history: CreditHistory | None = None,
+    error: AOPayError | None = None,
+) -> BulkResult:
+    """The result of an item that was called, with its times so far."""
+    return BulkResult(
+        request,
+        history=history,
+        error=error,
+        attempts=attempts,
+        elapsed=time.perf_counter() - start,
+        item_index=index,
+        wire_seconds=watch.wire_seconds,
+        wait_seconds=watch.wait_seconds,
+    )
 
 
 def _hold(exc: AOPayError, kind: str | None, exhausted: int, refused: int) -> float | None:
