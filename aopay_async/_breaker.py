@@ -13,14 +13,15 @@ and is a *success*. A 429 is the rate limiter's business, never the breaker's.
 The states (closed → open → half-open → closed | open):
 
 - **closed**: attempts go out. Outcomes are counted over a sliding window of ``window``
-  seconds (``SLICES`` slices). It opens when, as a failure is recorded, the window holds at
-  least ``minimum_calls`` outcomes of which at least ``failure_ratio`` failed, or after
-  ``consecutive_failures`` failures in a row (judged on failures only: a success costs a
-  counter update and no comparison). The second rule exists because a busy client's window
-  is full of successes from before an outage: at 200 attempts/s a 50% ratio over 10 s would
-  need ~1,000 failed sends to trip; ten in a row take 50 ms (Finagle's FailureAccrual and
-  Envoy's outlier detection trip on consecutive failures for the same reason). At 3% random
-  faults ten in a row has a chance of 0.03**10 per attempt: never in practice.
+  seconds (a ``_window.SlidingWindow`` of ``SLICES`` slices). It opens when, as a failure
+  is recorded, the window holds at least ``minimum_calls`` outcomes of which at least
+  ``failure_ratio`` failed, or after ``consecutive_failures`` failures in a row (judged on
+  failures only: a success costs a counter update and no comparison). The second rule exists
+  because a busy client's window is full of successes from before an outage: at 200
+  attempts/s a 50% ratio over 10 s would need ~1,000 failed sends to trip; ten in a row take
+  50 ms (Finagle's FailureAccrual and Envoy's outlier detection trip on consecutive failures
+  for the same reason). At 3% random faults ten in a row has a chance of 0.03**10 per
+  attempt: never in practice.
 - **open**: every attempt is refused at once (nothing sent) for ``open_seconds``; the wait
   doubles after each failed probe, up to ``max_open_seconds``.
 - **half-open**: at most ``probes`` attempts are let through as probes; the others are
@@ -42,6 +43,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from ._errors import APIConnectionError, APIStatusError
+from ._window import SLICES, SlidingWindow
 
 __all__ = [
     "CLOSED",
@@ -62,8 +64,6 @@ CLOSED: Final = "closed"
 OPEN: Final = "open"
 HALF_OPEN: Final = "half_open"
 
-#: Slices the window is kept in.
-SLICES: Final = 10
 #: :meth:`Circuit.admit`: send normally.
 NORMAL: Final = 0
 #: :meth:`Circuit.admit`: refused; see :meth:`Circuit.retry_after`. (A probe is a positive ticket.)
@@ -151,17 +151,10 @@ class Circuit:
     """
 
     __slots__ = (
-        "_calls",
         "_consecutive",
-        "_end",
-        "_failures",
-        "_index",
-        "_newest",
         "_open_for",
         "_probes_out",
-        "_ring_calls",
-        "_ring_failures",
-        "_slice",
+        "_window",
         "down_since",
         "downtime",
         "generation",
@@ -194,18 +187,9 @@ class Circuit:
         self.outages = 0
         self._open_for = settings.open_seconds
         self._probes_out = 0
-        self._slice = settings.window / SLICES
-        self._reset_window()
-
-    def _reset_window(self) -> None:
-        self._ring_calls = [0] * SLICES
-        self._ring_failures = [0] * SLICES
-        self._calls = 0
-        self._failures = 0
+        #: Outcomes (``a``) and failures (``b``) over the closed window.
+        self._window = SlidingWindow(settings.window)
         self._consecutive = 0
-        self._newest = -(2**62)
-        self._index = 0
-        self._end = -math.inf
 
     # -- reading ------------------------------------------------------------------------
 
@@ -225,8 +209,7 @@ class Circuit:
 
     def window_counts(self, now: float) -> tuple[int, int]:
         """``(outcomes, failures)`` in the closed window at *now*."""
-        self._advance(now)
-        return self._calls, self._failures
+        return self._window.totals(now)
 
     # -- transitions --------------------------------------------------------------------
 
@@ -260,9 +243,7 @@ class Circuit:
         if ok and not ticket and state == CLOSED:
             # The fast path every successful attempt takes: two counters and a reset.
             self._consecutive = 0
-            i = self._index if now < self._end else self._advance(now)
-            self._ring_calls[i] += 1
-            self._calls += 1
+            self._window.add_a(now)
             return None
         if ticket > 0:
             if state != HALF_OPEN or ticket != self.generation:
@@ -270,7 +251,8 @@ class Circuit:
             self._probes_out -= 1
             if ok:
                 self._open_for = self.settings.open_seconds
-                self._reset_window()
+                self._window.reset()
+                self._consecutive = 0
                 return self._change(CLOSED, now)
             self._open_for = min(self._open_for * 2.0, self.settings.max_open_seconds)
             return self._open(now)
@@ -278,20 +260,14 @@ class Circuit:
             return None  # sent before the circuit opened
         if ok:
             self._consecutive = 0
-            i = self._advance(now)
-            self._ring_calls[i] += 1
-            self._calls += 1
+            self._window.add_a(now)
             return None
         self._consecutive += 1
-        i = self._advance(now)
-        self._ring_calls[i] += 1
-        self._ring_failures[i] += 1
-        self._calls += 1
-        self._failures += 1
+        window = self._window
+        window.add_ab(now)
         settings = self.settings
         if self._consecutive >= settings.consecutive_failures or (
-            self._calls >= settings.minimum_calls
-            and self._failures >= settings.failure_ratio * self._calls
+            window.a >= settings.minimum_calls and window.b >= settings.failure_ratio * window.a
         ):
             return self._open(now)
         return None
@@ -320,30 +296,6 @@ class Circuit:
         if self.on_change is not None:
             self.on_change(change)
         return change
-
-    def _advance(self, now: float) -> int:
-        if now < self._end:
-            return self._index
-        number = int(now // self._slice)
-        newest = self._newest
-        if number > newest:
-            if number - newest >= SLICES:
-                self._ring_calls = [0] * SLICES
-                self._ring_failures = [0] * SLICES
-                self._calls = 0
-                self._failures = 0
-            else:
-                calls, failures = self._ring_calls, self._ring_failures
-                for n in range(newest + 1, number + 1):
-                    i = n % SLICES
-                    self._calls -= calls[i]
-                    self._failures -= failures[i]
-                    calls[i] = 0
-                    failures[i] = 0
-            self._newest = number
-            self._index = number % SLICES
-            self._end = (number + 1) * self._slice
-        return self._index
 
     def __repr__(self) -> str:
         return f"Circuit(state={self.state!r}, opens={self.opens})"

@@ -15,9 +15,9 @@ costs at most 1 + ``percent`` sends per call (1.2 by default) however many calle
 are, while a few random faults (3% measured) are all retried as before.
 
 Each first attempt *deposits* one; each retry *withdraws* one if the balance allows, else
-the retry is not sent. The window is kept as ``SLICES`` slices, so a deposit or a
-withdrawal expires ``window`` seconds (to one slice) after it was made, and both expire
-together: the bound above holds in every slice-aligned window. A deposit costs a few
+the retry is not sent. The window is a ``_window.SlidingWindow`` of ``SLICES`` slices, so a
+deposit or a withdrawal expires ``window`` seconds (to one slice) after it was made, and both
+expire together: the bound above holds in every slice-aligned window. A deposit costs a few
 attribute updates and no allocation (it runs on every call's fast path).
 """
 
@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Final
+
+from ._window import SLICES, SlidingWindow
 
 __all__ = ["SLICES", "BudgetState", "RetryBudget"]
-
-#: Slices the window is kept in (10 slices of 1 s for the default 10 s window).
-SLICES: Final = 10
 
 
 def _positive(name: str, value: float, *, allow_zero: bool = False) -> float:
@@ -76,90 +74,41 @@ class BudgetState:
     (an earlier *now* is treated as the current slice).
     """
 
-    __slots__ = (
-        "_deposits",
-        "_end",
-        "_floor",
-        "_index",
-        "_newest",
-        "_percent",
-        "_slice",
-        "_total_deposits",
-        "_total_withdrawals",
-        "_withdrawals",
-        "refused",
-        "settings",
-    )
+    __slots__ = ("_floor", "_percent", "_window", "refused", "settings")
 
     def __init__(self, settings: RetryBudget) -> None:
         self.settings = settings
-        self._slice = settings.window / SLICES
         self._percent = settings.percent
         self._floor = settings.min_per_second * settings.window
-        self._deposits = [0] * SLICES
-        self._withdrawals = [0] * SLICES
-        self._total_deposits = 0
-        self._total_withdrawals = 0
-        self._newest = -(2**62)  # the slice number the ring's newest entry belongs to
-        self._index = 0  # its place in the ring
-        self._end = -math.inf  # when it ends: before then, no slice expires (the fast path)
+        #: Deposits (``a``) and withdrawals (``b``) over the window.
+        self._window = SlidingWindow(settings.window)
         #: Retries refused since the ledger was made (for observability).
         self.refused = 0
 
-    def _advance(self, now: float) -> int:
-        """Expire slices older than the window; return the ring index of *now*'s slice."""
-        if now < self._end:
-            return self._index
-        number = int(now // self._slice)
-        newest = self._newest
-        if number > newest:
-            gap = number - newest
-            if gap >= SLICES:
-                self._deposits = [0] * SLICES
-                self._withdrawals = [0] * SLICES
-                self._total_deposits = 0
-                self._total_withdrawals = 0
-            else:
-                deposits, withdrawals = self._deposits, self._withdrawals
-                for n in range(newest + 1, number + 1):
-                    i = n % SLICES
-                    self._total_deposits -= deposits[i]
-                    self._total_withdrawals -= withdrawals[i]
-                    deposits[i] = 0
-                    withdrawals[i] = 0
-            self._newest = number
-            self._index = number % SLICES
-            self._end = (number + 1) * self._slice
-        return self._index
-
     def deposit(self, now: float) -> None:
         """Count one first attempt sent at *now*."""
-        # Inlined fast path (every call pays it): the current slice has not ended.
-        i = self._index if now < self._end else self._advance(now)
-        self._deposits[i] += 1
-        self._total_deposits += 1
+        self._window.add_a(now)
 
     def allowance(self, now: float) -> float:
         """Retries the window allows in all at *now* (spent ones included)."""
-        self._advance(now)
-        return max(self._percent * self._total_deposits, self._floor)
+        window = self._window
+        window.advance(now)
+        return max(self._percent * window.a, self._floor)
 
     def balance(self, now: float) -> float:
         """Retries that may still be sent at *now* (may be fractional)."""
-        return self.allowance(now) - self._total_withdrawals
+        return self.allowance(now) - self._window.b
 
     def try_withdraw(self, now: float) -> bool:
         """Take one retry at *now* if the window allows it; False (and nothing taken) if not."""
-        i = self._advance(now)
-        if self._total_withdrawals + 1 > max(self._percent * self._total_deposits, self._floor):
+        window = self._window
+        window.advance(now)
+        if window.b + 1 > max(self._percent * window.a, self._floor):
             self.refused += 1
             return False
-        self._withdrawals[i] += 1
-        self._total_withdrawals += 1
+        window.add_b(now)
         return True
 
     def __repr__(self) -> str:
-        return (
-            f"BudgetState(deposits={self._total_deposits}, "
-            f"withdrawals={self._total_withdrawals}, refused={self.refused})"
-        )
+        window = self._window
+        return f"BudgetState(deposits={window.a}, withdrawals={window.b}, refused={self.refused})"

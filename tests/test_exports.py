@@ -224,6 +224,7 @@ PURE_MODULES = [
     "aopay_async._budget",
     "aopay_async._breaker",
     "aopay_async._adaptive",
+    "aopay_async._window",
 ]
 
 

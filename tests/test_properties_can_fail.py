@@ -29,6 +29,7 @@ from aopay_async._limiter import TokenBucket
 from aopay_async._models import check_id
 from aopay_async._retry import backoff_delay, next_wait, parse_retry_after
 from aopay_async._slots import Slots
+from aopay_async._window import SlidingWindow
 
 TESTS = pathlib.Path(__file__).parent
 
@@ -231,11 +232,17 @@ def _budget_one_retry_too_many(monkeypatch: pytest.MonkeyPatch, module: ModuleTy
     def leaky(self: BudgetState, now: float) -> bool:
         if real(self, now):
             return True
-        self._withdrawals[self._advance(now)] += 1
-        self._total_withdrawals += 1
-        return self._total_withdrawals <= self.allowance(now) + 1
+        self._window.add_b(now)
+        return self._window.b <= self.allowance(now) + 1
 
     monkeypatch.setattr(BudgetState, "try_withdraw", leaky)
+
+
+class _WindowTooLong(SlidingWindow):
+    """A sliding window 10% longer than asked for: counts outlive their window."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds * 1.1)
 
 
 def _sagging_rate(monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> None:
@@ -335,6 +342,7 @@ BREAKERS: dict[str, Breaker] = {
         "CircuitBreaker", _breaker_one_failure_late
     ),
     "test_adaptive::test_rate_stays_in_bounds_and_only_climbs_between_cuts": _sagging_rate,
+    "test_window::test_matches_a_reference_model": swap("SlidingWindow", _WindowTooLong),
 }
 
 
