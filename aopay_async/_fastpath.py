@@ -48,9 +48,9 @@ import aiohttp
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ._errors import APIConnectionError, APITimeoutError, too_large
+from ._errors import too_large
 from ._timeouts import CoarseTimer
-from ._transport import _describe  # the same wording on both paths
+from ._transport import FAILURES, attempt_failure  # the same errors and words on both paths
 
 __all__ = ["FastTransport"]
 
@@ -419,14 +419,8 @@ class FastTransport:
                     return await self._send(body, head)
             with self._timer.within(attempt_timeout):
                 return await self._send(body, head)
-        except TimeoutError as exc:
-            raise APITimeoutError(
-                f"the attempt timed out after {attempt_timeout:.3g}s (connect to last byte)"
-            ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise APIConnectionError(
-                f"no complete response from the API: {type(exc).__name__}: {_describe(exc)}"
-            ) from exc
+        except FAILURES as exc:
+            raise attempt_failure(exc, attempt_timeout) from exc
 
     def _with(self, headers: Mapping[str, str]) -> bytes:
         lines = [self._lines]

@@ -18,7 +18,7 @@ from yarl import URL
 from ._errors import APIConnectionError, APITimeoutError, too_large
 from ._timeouts import CoarseTimer
 
-__all__ = ["Transport", "create_session"]
+__all__ = ["FAILURES", "Transport", "attempt_failure", "create_session"]
 
 _CHUNK = 64 * 1024
 # aiohttp arms no timer of its own: the attempt's timeout is ours (see _timeouts.py).
@@ -100,14 +100,8 @@ class Transport:
                     return await self._send(body, sending)
             with self._timer.within(attempt_timeout):
                 return await self._send(body, sending)
-        except TimeoutError as exc:
-            raise APITimeoutError(
-                f"the attempt timed out after {attempt_timeout:.3g}s (connect to last byte)"
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise APIConnectionError(
-                f"no complete response from the API: {type(exc).__name__}: {_describe(exc)}"
-            ) from exc
+        except FAILURES as exc:
+            raise attempt_failure(exc, attempt_timeout) from exc
 
     async def _send(
         self, body: bytes, headers: Mapping[str, str]
@@ -138,6 +132,27 @@ class Transport:
                 raise too_large(self._max_bytes)
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+#: What an attempt may raise that :func:`attempt_failure` turns into one of our errors
+#: (TimeoutError first among the OSErrors; aiohttp's ServerTimeoutError is both).
+FAILURES = (TimeoutError, aiohttp.ClientError, OSError)
+
+
+def attempt_failure(exc: BaseException, attempt_timeout: float) -> APIConnectionError:
+    """Our error for an attempt that failed with *exc* (one of :data:`FAILURES`).
+
+    Both transports raise it ``from exc``, so a timeout or a cut connection reads the same
+    on either path: an :class:`APITimeoutError` for a timeout, else an
+    :class:`APIConnectionError` naming the cause in aiohttp's words.
+    """
+    if isinstance(exc, TimeoutError):
+        return APITimeoutError(
+            f"the attempt timed out after {attempt_timeout:.3g}s (connect to last byte)"
+        )
+    return APIConnectionError(
+        f"no complete response from the API: {type(exc).__name__}: {_describe(exc)}"
+    )
 
 
 # aiohttp's parser errors print an internal code that looks like an HTTP status

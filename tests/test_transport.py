@@ -34,7 +34,7 @@ from aopay_async import (
 )
 from aopay_async._client import PATH
 from aopay_async._fastpath import FastTransport
-from aopay_async._transport import Transport, create_session
+from aopay_async._transport import FAILURES, Transport, attempt_failure, create_session
 
 BASE = "https://api.aopay.test"
 URL = BASE + PATH
@@ -284,6 +284,64 @@ async def test_slow_answer_is_api_timeout_error(
     took = loop.time() - began
     assert took >= 0.2
     assert took < 5  # the attempt's timeout, not the hang's 30 s
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "message"),
+    [
+        (
+            TimeoutError(),
+            APITimeoutError,
+            "the attempt timed out after 0.25s (connect to last byte)",
+        ),
+        # aiohttp's own timeout is a ClientError and a TimeoutError: a timeout it is
+        (
+            aiohttp.ServerTimeoutError("read"),
+            APITimeoutError,
+            "the attempt timed out after 0.25s (connect to last byte)",
+        ),
+        (
+            aiohttp.ServerDisconnectedError(),
+            APIConnectionError,
+            "no complete response from the API: ServerDisconnectedError: Server disconnected",
+        ),
+        (
+            ConnectionResetError(104, "Connection reset by peer"),
+            APIConnectionError,
+            "no complete response from the API: ConnectionResetError: "
+            "[Errno 104] Connection reset by peer",
+        ),
+        # the parser's internal code reads like an HTTP status: it is named for what it is
+        (
+            aiohttp.ClientPayloadError(
+                "Response payload is not completed: <ContentLengthError: 400, message='x'>"
+            ),
+            APIConnectionError,
+            "no complete response from the API: ClientPayloadError: Response payload is not "
+            "completed: <ContentLengthError (a broken response, not an HTTP status), message='x'>",
+        ),
+    ],
+)
+def test_attempt_failures_map_to_our_errors(
+    exc: BaseException, kind: type[Exception], message: str
+) -> None:
+    """One mapping for both transports: a timeout is APITimeoutError, any other failure an
+    APIConnectionError naming its cause; each is one of the failures the transports catch."""
+    assert isinstance(exc, FAILURES)
+    error = attempt_failure(exc, 0.25)
+    assert type(error) is kind
+    assert str(error) == message
+
+
+async def test_a_timeout_reads_the_same_on_both_paths(
+    local_server: LocalServer, sender: Make
+) -> None:
+    """The timed-out attempt's error is word for word the same on either transport."""
+    local_server.reply(hang(30))
+    with pytest.raises(APITimeoutError) as info:
+        await sender(local_server.url + PATH).send(b"{}", 0.1)
+    assert str(info.value) == "the attempt timed out after 0.1s (connect to last byte)"
+    assert isinstance(info.value.__cause__, TimeoutError)
 
 
 async def test_a_timed_out_attempt_leaves_no_cancel_behind(
