@@ -31,10 +31,11 @@ from aopay_async import (
     APIConnectionError,
     APITimeoutError,
     ResponseDecodeError,
-    _fastpath,
+    _fastconn,
 )
 from aopay_async._client import PATH
-from aopay_async._fastpath import FastTransport, _Connection
+from aopay_async._fastconn import _Connection
+from aopay_async._fastpath import FastTransport
 from aopay_async._transport import Transport
 
 #: A request handler: gets the request head and body, writes whatever it likes.
@@ -303,7 +304,7 @@ async def test_fin_the_loop_has_not_seen_yet_is_found_by_peeking(
     The loop is blocked (time.sleep) while the server's FIN arrives, so the protocol has
     not been told; the pool must still not write the request into the dead connection.
     """
-    monkeypatch.setattr(_fastpath, "_PEEK_AFTER", 0.0)
+    monkeypatch.setattr(_fastconn, "_PEEK_AFTER", 0.0)
     closed = asyncio.Event()
 
     async def then_close(head: bytes, body: bytes, writer: asyncio.StreamWriter, n: int) -> None:
