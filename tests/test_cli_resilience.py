@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from _cli_helpers import cli_env, read_output, run_cli
 
-from aopay_async._breaker import CircuitBreaker
+from aopay_async._breaker import Circuit, CircuitBreaker, CircuitChange
+from aopay_async._observe import Observer
 from aopay_async.cli._progress import PlainProgress, paused_line
 from aopay_async.cli._summary import Tally, print_summary
 from aopay_async.testing._serve import _outage, add_arguments
@@ -28,6 +29,18 @@ def test_paused_line_wording(seconds: float, text: str) -> None:
     assert paused_line(seconds) == text
 
 
+def watched_circuit(tally: Tally, breaker: CircuitBreaker) -> Circuit:
+    """A circuit whose changes reach *tally* as the client sends them: circuit_changed
+    events through an Observer (the tally reads nothing else of the circuit)."""
+    observer = Observer([tally.on_event])
+
+    def changed(change: CircuitChange) -> None:
+        retry_after = change.retry_after if change.new == "open" else None
+        observer.circuit_changed(change.old, change.new, retry_after)
+
+    return breaker.new_state(changed)
+
+
 async def test_plain_progress_says_paused_while_the_circuit_is_open(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -35,8 +48,7 @@ async def test_plain_progress_says_paused_while_the_circuit_is_open(
     import asyncio
 
     tally = Tally(total=10)
-    circuit = CircuitBreaker(open_seconds=4.0).new_state()
-    tally.circuit = circuit
+    circuit = watched_circuit(tally, CircuitBreaker(open_seconds=4.0))
     progress = PlainProgress(5.0, "bulk")
     progress.refresh(tally)
     assert "rows/s" in capsys.readouterr().err
@@ -52,23 +64,30 @@ async def test_plain_progress_says_paused_while_the_circuit_is_open(
 async def test_summary_reports_the_pauses(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The summary counts the times the circuit opened and the seconds paused in all."""
+    """The summary counts the times the circuit opened and the seconds paused in all, and
+    the rate limiter's outages with the rows sent again."""
     import asyncio
 
     tally = Tally()
-    circuit = CircuitBreaker().new_state()
-    tally.circuit = circuit
     print_summary(tally, "bulk", tmp_path / "out.jsonl", interrupted=False)
-    assert "pauses" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "pauses" not in out
+    assert "redis" not in out
     now = asyncio.get_running_loop().time()
-    for _ in range(10):
-        circuit.record(now - 7.0, False)
-    ticket = circuit.admit(now - 2.0)
-    circuit.record(now - 2.0, True, ticket)
+    pauses = tally.pauses
+    pauses.circuit_changed("open", 5.0, now - 7.0)
+    pauses.circuit_changed("half_open", None, now - 2.5)
+    pauses.circuit_changed("closed", None, now - 2.0)
+    pauses.limiter_changed(True, "ConnectionError", now - 40.0)
+    pauses.limiter_changed(False, "", now - 10.0)
+    tally.resent = 3
     print_summary(tally, "bulk", tmp_path / "out.jsonl", interrupted=False)
-    assert "pauses    1 (API unavailable: rows held, not failed; 5s paused in all)" in (
-        capsys.readouterr().out
-    )
+    out = capsys.readouterr().out
+    assert "pauses    1 (API unavailable: rows held, not failed; 5s paused in all)" in out
+    assert (
+        "redis     1 outage of the rate limiter (rows waited, none failed; 30s paused in "
+        "all; 3 sent again)"
+    ) in out
 
 
 @pytest.mark.slow

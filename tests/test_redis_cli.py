@@ -23,8 +23,8 @@ from aopay_async import InvalidRequestError, RedisLimiter
 from aopay_async._gcra import redis_key
 from aopay_async.cli import UsageError, build_parser, main
 from aopay_async.cli._argtypes import limit_key, shard
+from aopay_async.cli._fleet import make_limiter
 from aopay_async.cli._input import Row, select_shard, shard_size
-from aopay_async.cli._options import make_limiter
 from aopay_async.testing import SandboxServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -150,6 +150,8 @@ def test_default_key_needs_the_company_code(monkeypatch: pytest.MonkeyPatch) -> 
         (["--limit-key", "a b"], "without spaces or braces"),
         (["--redis-url", "redis://x", "--rate", "none"], "give a --rate"),
         (["--redis-url", "redis://x", "--rate", "20000"], "at most 10000 per second"),
+        (["--redis-fallback", "2"], "--redis-fallback is for a shared limit: give --redis-url"),
+        (["--redis-url", "redis://x", "--redis-fallback", "0"], "must be at least 1"),
     ],
 )
 def test_bulk_fleet_usage_errors_exit_2(
@@ -243,23 +245,19 @@ async def test_three_shards_share_one_limit_and_split_the_input(
         assert server.stats.requests == 0
 
 
-async def test_redis_down_fails_rows_with_nothing_sent(tmp_path: Path) -> None:
-    """With the Redis of --redis-url unreachable, every row fails with RateLimiterError
-    (exit 1) and the API never sees a request."""
-    src = tmp_path / "in.csv"
-    src.write_text("cibil_id\nDOWN0001\nDOWN0002\n")
-    out = tmp_path / "out.jsonl"
+async def test_get_fails_with_nothing_sent_when_redis_is_down(tmp_path: Path) -> None:
+    """``get`` with the Redis of --redis-url unreachable fails (exit 1) with
+    RateLimiterError, and the API never sees a request (bulk waits instead: see
+    test_cli_fleet.py)."""
     async with SandboxServer() as server:
         code, err = await run_cli(
-            "bulk", str(src), "-o", str(out), "--max-retries", "0", "--quiet",
+            "get", "--cibil-id", "DOWN0001", "--max-retries", "0",
             "--redis-url", f"redis://127.0.0.1:{free_port()}/0",
             env=_env(server), cwd=tmp_path,
         )  # fmt: skip
         assert server.stats.requests == 0
     assert code == 1, err
-    records = read_lines(out)
-    assert [r["error"]["type"] for r in records] == ["RateLimiterError"] * 2
-    assert all(r["attempts"] == 0 for r in records)
+    assert "RateLimiterError" in err
 
 
 async def test_get_uses_the_default_key(tmp_path: Path, redis_server: RedisServer) -> None:

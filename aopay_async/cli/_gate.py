@@ -4,15 +4,14 @@
 # token (or for a connection slot, which comes before the token) wait forever and are
 # cancelled unsent, and --resume picks them up. Each of them is a billable bureau lookup:
 # before the gate, one Ctrl-C at 10/s with 32 rows in flight still sent 32 more.
-# It also times each token wait, the summary's "limiter" line. It must never grant a token
-# after close() and never let an attempt past the inner limiter early.
+# It must never grant a token after close() and never let an attempt past the inner limiter
+# early. (The summary's "limiter" line times the waits from the client's limiter_waited
+# events, not here.)
 """:class:`StopGate`: a rate limiter that stops granting at the first Ctrl-C."""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 
 from aopay_async._limiter import RateLimiter
 
@@ -24,13 +23,11 @@ class StopGate:
 
     ``waiting`` counts callers inside :meth:`acquire` (for a token, or at the closed gate):
     once the gate is closed none of them will be sent, so when it equals the rows in flight
-    nothing is on the wire and the job can be cancelled at once. *on_wait* receives each
-    token wait in seconds.
+    nothing is on the wire and the job can be cancelled at once.
     """
 
-    def __init__(self, *, on_wait: Callable[[float], None] | None = None) -> None:
+    def __init__(self) -> None:
         self._inner: RateLimiter | None = None
-        self._on_wait = on_wait
         self._closed = asyncio.Event()
         self._never = asyncio.Event()
         self.waiting = 0
@@ -52,10 +49,7 @@ class StopGate:
         self.waiting += 1
         try:
             if not self.closed and self._inner is not None:
-                started = time.perf_counter()
                 await self._inner.acquire()
-                if self._on_wait is not None:
-                    self._on_wait(time.perf_counter() - started)
             if self.closed:
                 await self._never.wait()  # until cancelled: this attempt is never sent
         finally:

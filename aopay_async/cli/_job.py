@@ -4,7 +4,10 @@
 # written when its outcome is known (bad rows at once, sent rows as they finish), rows
 # the ledger already holds are skipped, and an interrupted run leaves the rest to
 # --resume. Ctrl-C: the first stops taking rows and gives those in flight --grace seconds;
-# the second (or the end of the grace) cancels them, and they are not written.
+# the second (or the end of the grace) cancels them, and they are not written. With a
+# HeldLimiter (a shared limiter whose Redis outages rows wait out), a row whose deadline
+# passed while it waited for the limiter, nothing sent, is not written either: it is fed
+# again, so a Redis outage longer than --deadline costs time, never a row.
 """The bulk job: :func:`run_job`, :class:`Job`, :class:`JobOptions`."""
 
 from __future__ import annotations
@@ -13,19 +16,22 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from aopay_async._errors import InvalidRequestError
+from aopay_async._errors import APITimeoutError, InvalidRequestError, RateLimiterError
 from aopay_async._models import BulkResult, CreditHistoryRequest
 
 from ._gate import StopGate
+from ._hold import HeldLimiter
 from ._input import Row
 from ._ledger import Ledger, open_ledger
 from ._metrics import serve_metrics
 from ._output import BAD_ROW_ERROR, STDOUT, Output, bad_row_record, result_record
+from ._pauses import Outage
 from ._progress import Progress, tick
 from ._status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from ._summary import Tally, print_summary
@@ -33,10 +39,23 @@ from ._summary import Tally, print_summary
 if TYPE_CHECKING:
     from aopay_async._client import AOPayClient
 
-__all__ = ["MAX_ROW_WARNINGS", "Job", "JobOptions", "Outcome", "Verdict", "judge", "run_job"]
+__all__ = [
+    "MAX_ROW_WARNINGS",
+    "RESEND_MARGIN",
+    "Job",
+    "JobOptions",
+    "Outcome",
+    "Verdict",
+    "judge",
+    "run_job",
+    "waited_out",
+]
 
 #: How many bad-row warnings are printed before the rest are only counted.
 MAX_ROW_WARNINGS: Final = 20
+#: Seconds of slack when asking whether a failed row's life overlapped a limiter outage
+#: (the row's elapsed time and the loop clock are read at slightly different moments).
+RESEND_MARGIN: Final = 1.0
 
 
 @dataclass
@@ -86,13 +105,28 @@ def judge(row: Row, ledger: Ledger, order_lines: Mapping[str, int]) -> Verdict:
     return Verdict(request=request)
 
 
+def waited_out(result: BulkResult, limiter: Outage, now: float) -> bool:
+    """Did *result* fail only because the shared limiter's Redis was down (a pure decision)?
+
+    Yes when nothing was sent (no attempt), the failure is the limiter's or the deadline's
+    (its wait outlasted --deadline), and the limiter was down at some moment of the row's
+    life (from ``now - elapsed``, with :data:`RESEND_MARGIN`). Such a row is sent again.
+    """
+    return (
+        not result.ok
+        and result.attempts == 0
+        and isinstance(result.error, APITimeoutError | RateLimiterError)
+        and limiter.overlaps(now - result.elapsed - RESEND_MARGIN)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """How a job's feed ended, read once when the job is over."""
 
     exhausted: bool  # every input row was taken
     mismatch: int | None  # the input line OUTPUT holds another row for, if any
-    in_flight: int  # rows sent whose outcome was never written
+    in_flight: int  # rows taken whose outcome was never written (sent, or to send again)
 
 
 class Job:
@@ -106,8 +140,11 @@ class Job:
         progress: Progress,
         ledger: Ledger,
         output: Output,
+        *,
+        resend: bool = False,
     ) -> None:
-        """*rows* are read lazily as the client's workers ask for them."""
+        """*rows* are read lazily as the client's workers ask for them; with *resend*, rows
+        that failed while the shared limiter was down (:func:`waited_out`) are fed again."""
         self._client = client
         self._rows = rows
         self._tally = tally
@@ -115,6 +152,10 @@ class Job:
         self._ledger = ledger
         self._output = output
         self._lines: dict[int, int] = {}  # bulk item index -> input line, for rows in flight
+        self._fed = 0  # bulk item indexes handed out
+        self._resend = resend
+        self._again: deque[tuple[int, CreditHistoryRequest]] = deque()  # (line, request)
+        self._wake = asyncio.Event()  # set when a row finishes or the job stops
         self._stopping = False
         self._exhausted = False
         self._mismatch: int | None = None
@@ -124,17 +165,26 @@ class Job:
     def stop(self) -> None:
         """Take no new rows (Ctrl-C); rows already sent still finish and are written."""
         self._stopping = True
+        self._wake.set()
 
     @property
     def in_flight(self) -> int:
         return len(self._lines)
 
+    @property
+    def to_resend(self) -> int:
+        """Rows waiting to be fed again (after Ctrl-C: never sent; --resume does them)."""
+        return len(self._again)
+
     def outcome(self) -> Outcome:
-        return Outcome(self._exhausted, self._mismatch, len(self._lines))
+        return Outcome(self._exhausted, self._mismatch, len(self._lines) + len(self._again))
+
+    def requests(self) -> Iterable[CreditHistoryRequest] | AsyncGenerator[CreditHistoryRequest]:
+        """What bulk pulls: :meth:`feed`, or with *resend* the feed that also sends rows again."""
+        return self._feed_resending() if self._resend else self.feed()
 
     def feed(self) -> Iterator[CreditHistoryRequest]:
         """The requests for bulk: skips finished rows, writes bad rows, notes line numbers."""
-        fed = 0
         for row in self._rows:
             if self._stopping:
                 return
@@ -146,10 +196,27 @@ class Job:
             if verdict.problem is not None:
                 self._bad_row(row, verdict.problem)
             elif verdict.request is not None:
-                self._lines[fed] = row.line
-                fed += 1
-                yield verdict.request
+                yield self._taken(row.line, verdict.request)
         self._exhausted = True
+
+    def _taken(self, line: int, request: CreditHistoryRequest) -> CreditHistoryRequest:
+        self._lines[self._fed] = line
+        self._fed += 1
+        return request
+
+    async def _feed_resending(self) -> AsyncGenerator[CreditHistoryRequest]:
+        """:meth:`feed`, with the rows to send again first; once INPUT is done, it lasts
+        until no row is in flight (one may yet come back to be sent again)."""
+        for request in self.feed():
+            while self._again and not self._stopping:
+                yield self._taken(*self._again.popleft())
+            yield request
+        while not self._stopping and (self._again or self._lines):
+            if self._again:
+                yield self._taken(*self._again.popleft())
+            else:
+                self._wake.clear()
+                await self._wake.wait()
 
     def _note_order_id(self, row: Row, verdict: Verdict) -> None:
         # Rows finished in an earlier run count too, so a resumed run judges alike.
@@ -176,9 +243,16 @@ class Job:
         for a token or a slot) is not written: it was not done, and --resume does it.
         """
         line = self._lines.pop(result.item_index)
+        self._wake.set()
         tally = self._tally
         if self._stopping and not result.ok and result.attempts == 0:
             tally.unsent += 1
+            return
+        if self._resend and waited_out(
+            result, tally.pauses.limiter, asyncio.get_running_loop().time()
+        ):
+            self._again.append((line, result.request))
+            tally.resent += 1
             return
         self._output.write(result_record(line, result))
         if result.ok:
@@ -192,8 +266,14 @@ class Job:
 
     async def run(self) -> None:
         """Feed every row through the client's bulk fan-out, writing each outcome."""
-        # aclosing: stop the workers now, not when the iterator is garbage-collected.
-        async with contextlib.aclosing(self._client.bulk_credit_history(self.feed())) as results:
+        requests = self.requests()
+        async with contextlib.AsyncExitStack() as stack:
+            if isinstance(requests, AsyncGenerator):
+                await stack.enter_async_context(contextlib.aclosing(requests))
+            # aclosing: stop the workers now, not when the iterator is garbage-collected.
+            results = await stack.enter_async_context(
+                contextlib.aclosing(self._client.bulk_credit_history(requests))
+            )
             async for result in results:
                 self.record(result)
 
@@ -286,13 +366,18 @@ async def run_job(
     count_rows: Callable[[], int] | None = None,
     resume_command: str | None = None,
     metrics: tuple[str, int] | None = None,
+    hold: HeldLimiter | None = None,
 ) -> tuple[int, Tally]:
     """Run a bulk job to its end (or to Ctrl-C); print the summary; return the exit status.
 
     *client_factory* is called with ``gate=``, ``event_hooks=`` and ``meter_provider=``
     (the latter None unless *metrics*, ``(host, port)``, asks for a Prometheus endpoint).
+    *hold*, the client's limiter when it waits out Redis outages, reports them to the
+    progress and the summary, and rows it held past their deadline are sent again.
     """
     tally = Tally()
+    if hold is not None:
+        hold.on_change = _limiter_changed(tally, progress)
     gate = StopGate()
     meter_provider, stop_metrics = serve_metrics(metrics, progress.say)
     try:
@@ -300,7 +385,6 @@ async def run_job(
         client = client_factory(
             gate=gate, event_hooks=[tally.on_event], meter_provider=meter_provider
         )
-        tally.circuit = client._circuit  # read by the "paused" line and the summary
         ledger = _starting_ledger(options, progress)
         output = Output(options.output, truncate=not options.resume, fsync=options.fsync)
     except BaseException:
@@ -310,9 +394,10 @@ async def run_job(
     interrupts = Interrupts(progress, options.grace, gate)
     try:
         async with client:
-            job = Job(client, rows, tally, progress, ledger, output)
+            job = Job(client, rows, tally, progress, ledger, output, resend=hold is not None)
             interrupts.install()
             broken = await _drive(job, interrupts, tally, progress, count_rows)
+            tally.unsent += job.to_resend
     finally:
         interrupts.remove()
         output.close()
@@ -321,6 +406,22 @@ async def run_job(
     if resume_command and (code == EXIT_INTERRUPTED or broken is not None):
         print(f"To resume: {resume_command}", file=sys.stderr, flush=True)
     return code, tally
+
+
+def _limiter_changed(tally: Tally, progress: Progress) -> Callable[[bool, str], None]:
+    """HeldLimiter's hook: count the outage, and say when it begins and ends."""
+
+    def changed(down: bool, reason: str) -> None:
+        tally.limiter_changed(down, reason)
+        if down:
+            progress.say(
+                f"paused: rate limiter unavailable (Redis: {reason}); rows wait for it, "
+                "none is sent"
+            )
+        else:
+            progress.say(f"rate limiter back after {tally.pauses.limiter.last:.0f}s: rows go on")
+
+    return changed
 
 
 def _starting_ledger(options: JobOptions, progress: Progress) -> Ledger:

@@ -11,6 +11,7 @@ import math
 import sys
 from typing import Protocol
 
+from ._pauses import paused_line
 from ._summary import Tally
 
 __all__ = [
@@ -36,11 +37,6 @@ def format_duration(seconds: float | None) -> str:
         return f"{minutes}m{seconds:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
-
-
-def paused_line(seconds: float) -> str:
-    """What the progress shows while the circuit breaker holds the rows."""
-    return f"paused: API unavailable, next probe in {math.ceil(seconds)}s"
 
 
 class Progress(Protocol):
@@ -88,9 +84,9 @@ class PlainProgress(NoProgress):
             share = f"{done}/{tally.total} rows ({100 * done / tally.total:.0f}%)"
         else:
             share = f"{done} rows"
-        paused = tally.paused_for()
+        paused = tally.paused()
         if paused is not None:
-            self.say(f"{self._label}: {paused_line(paused)}; {share}, ok {tally.ok}")
+            self.say(f"{self._label}: {paused}; {share}, ok {tally.ok}")
             return
         self.say(
             f"{self._label}: {share}, {tally.rate():.1f} rows/s, ok {tally.ok}, "
@@ -137,7 +133,7 @@ class RichProgress:
             eta=format_duration(tally.eta()),
             ok=tally.ok,
             failed=tally.failed,
-            status="" if (paused := tally.paused_for()) is None else paused_line(paused),
+            status=tally.paused() or "",
         )
 
     def say(self, message: str) -> None:

@@ -3,7 +3,8 @@
 # within 1% of the exact percentile), attempts, retries and HTTP statuses seen on the wire.
 # Attempts, statuses, wire time and limiter waits come from the client's event stream
 # (Tally.on_event is an event hook), so 429s the client retried are counted too, whichever
-# transport sent them. It must never print customer data: counts, classes and statuses only.
+# transport sent them, and so do the circuit's changes (the "paused" line and the pauses).
+# It must never print customer data: counts, classes and statuses only.
 """The :class:`Tally` of a run, :class:`LatencyHistogram`, and :func:`print_summary`."""
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, TextIO
+from typing import Final, TextIO
 
 from aopay_async._observe import Event, EventKind
 
-if TYPE_CHECKING:
-    from aopay_async._breaker import Circuit
+from ._pauses import Pauses
 
 __all__ = ["LatencyHistogram", "Tally", "format_ms", "print_summary"]
 
@@ -71,21 +71,16 @@ class Tally:
     limiter_wait: LatencyHistogram = field(default_factory=LatencyHistogram)  # slot+token waits
     unsent: int = 0  # rows dropped after Ctrl-C before any attempt was sent
     started: float = field(default_factory=time.monotonic)
-    circuit: Circuit | None = None  # the client's breaker, read for "paused" and the pauses
+    pauses: Pauses = field(default_factory=Pauses)  # the API's and the limiter's outages
+    resent: int = 0  # rows sent again: their wait for the rate limiter outlasted --deadline
 
-    def paused_for(self) -> float | None:
-        """Seconds to the next probe while the API is considered down; None when it is not."""
-        circuit = self.circuit
-        if circuit is None or circuit.state == "closed":
-            return None
-        return circuit.retry_after(_now())
+    def paused(self) -> str | None:
+        """The ``paused:`` line while an outage holds the rows; None when none does."""
+        return self.pauses.status(_now())
 
-    def pauses(self) -> tuple[int, float]:
-        """How many outages paused the run, and the seconds it was paused in all."""
-        circuit = self.circuit
-        if circuit is None:
-            return 0, 0.0
-        return circuit.outages, circuit.down_for(_now())
+    def limiter_changed(self, down: bool, reason: str) -> None:
+        """The shared limiter's Redis went down or came back (HeldLimiter's hook)."""
+        self.pauses.limiter_changed(down, reason, _now())
 
     @property
     def done(self) -> int:
@@ -120,6 +115,8 @@ class Tally:
             self.attempts += 1
         elif kind is EventKind.LIMITER_WAITED and event.wait_seconds is not None:
             self.limiter_wait.add(event.wait_seconds)
+        elif kind is EventKind.CIRCUIT_CHANGED:
+            self.pauses.circuit_changed(event.state, event.delay_seconds, _now())
 
 
 def format_ms(seconds: float | None) -> str:
@@ -133,7 +130,7 @@ def _percentiles(histogram: LatencyHistogram) -> str:
 
 
 def _now() -> float:
-    """The circuit's clock: the running loop's (asyncio's or uvloop's)."""
+    """The pauses' clock: the running loop's (asyncio's or uvloop's), as the client's."""
     import asyncio
 
     try:
@@ -179,11 +176,18 @@ def print_summary(
     out.append(f"  limiter   {_percentiles(tally.limiter_wait)} (one wait for a slot and a token)")
     out.append(f"  attempts  {tally.attempts} ({tally.retries} retries)")
     out.append(f"  429s seen {tally.statuses.get(429, 0)}")
-    opens, down = tally.pauses()
-    if opens:
+    now = _now()
+    api, limiter = tally.pauses.api, tally.pauses.limiter
+    if api.count:
         out.append(
-            f"  pauses    {opens} (API unavailable: rows held, not failed; "
-            f"{down:.0f}s paused in all)"
+            f"  pauses    {api.count} (API unavailable: rows held, not failed; "
+            f"{api.seconds(now):.0f}s paused in all)"
+        )
+    if limiter.count:
+        out.append(
+            f"  redis     {limiter.count} {'outage' if limiter.count == 1 else 'outages'} of "
+            f"the rate limiter (rows waited, none failed; {limiter.seconds(now):.0f}s paused "
+            f"in all; {tally.resent} sent again)"
         )
     other = {s: n for s, n in sorted(tally.statuses.items()) if s not in (200, 429)}
     if other or tally.connection_errors:

@@ -15,16 +15,15 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from aopay_async.cli._fleet import add_fleet_flags, check_limiter, fallback_settings, make_limiter
+from aopay_async.cli._hold import HeldLimiter
 from aopay_async.cli._input import Row, count_rows, open_input, select_shard, shard_size
 from aopay_async.cli._job import JobOptions, run_job
 from aopay_async.cli._options import (
     add_client_flags,
-    add_fleet_flags,
     add_loop_flag,
     add_run_flags,
-    check_limiter,
     make_client,
-    make_limiter,
     run_in_loop,
 )
 from aopay_async.cli._output import STDOUT
@@ -143,10 +142,18 @@ async def _bulk(args: argparse.Namespace) -> int:
     limiter = None
     try:
         limiter = make_limiter(args)
-        await check_limiter(limiter)
+        reachable = await check_limiter(limiter)
         progress = make_progress(args.quiet, args.progress_interval, "bulk")
+        # Without --redis-fallback, rows wait out Redis's outages (and none fails for one).
+        hold = None if limiter is None or args.redis_fallback else HeldLimiter(limiter)
+        if not reachable and args.redis_fallback:
+            rate, _ = fallback_settings(args.rate, args.burst, args.redis_fallback)
+            progress.say(
+                f"the rate limiter's Redis does not answer: going on alone at {rate:g}/s "
+                f"(--redis-fallback {args.redis_fallback}) until it does"
+            )
         code, _ = await run_job(
-            lambda **observe: make_client(args, limiter=limiter, **observe),
+            lambda **observe: make_client(args, limiter=hold or limiter, **observe),
             rows,
             options,
             progress,
@@ -156,6 +163,7 @@ async def _bulk(args: argparse.Namespace) -> int:
                 None if args.output == STDOUT else resume_command(args.prog, args.argv)
             ),
             metrics=args.metrics_port,
+            hold=hold,
         )
     finally:
         close()

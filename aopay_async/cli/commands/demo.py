@@ -18,7 +18,9 @@ from aopay_async.cli._argtypes import count, number
 from aopay_async.cli._input import Row
 from aopay_async.cli._job import JobOptions, run_job
 from aopay_async.cli._options import (
+    Knob,
     add_client_flags,
+    add_knobs,
     add_loop_flag,
     add_run_flags,
     make_client,
@@ -58,20 +60,23 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--no-faults", dest="faults", action="store_false", help="inject no faults")
     parser.add_argument("--seed", type=int, default=0, help="seed for faults and ids (default 0)")
-    parser.add_argument(
-        "--outage",
-        type=number(0.0),
-        default=0.0,
-        metavar="S",
-        help="take the sandbox down (every answer 503) for S seconds, --outage-at seconds in, "
-        "to watch the circuit breaker pause the run and resume it (default 0: none)",
-    )
-    parser.add_argument(
-        "--outage-at",
-        type=number(0.0),
-        default=3.0,
-        metavar="S",
-        help="when the --outage starts, seconds after the sandbox (default 3)",
+    add_knobs(
+        parser,
+        Knob(
+            "--outage",
+            number(0.0),
+            0.0,
+            "S",
+            "take the sandbox down (every answer 503) for S seconds, --outage-at seconds in, "
+            "to watch the circuit breaker pause the run and resume it (default 0: none)",
+        ),
+        Knob(
+            "--outage-at",
+            number(0.0),
+            3.0,
+            "S",
+            "when the --outage starts, seconds after the sandbox (default 3)",
+        ),
     )
     add_run_flags(parser)
     add_client_flags(parser, rate=200.0)

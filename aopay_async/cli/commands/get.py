@@ -12,15 +12,8 @@ from typing import Any
 import msgspec
 
 from aopay_async._errors import AOPayError, InvalidRequestError
-from aopay_async.cli._options import (
-    add_client_flags,
-    add_fleet_flags,
-    add_loop_flag,
-    check_limiter,
-    make_client,
-    make_limiter,
-    run_in_loop,
-)
+from aopay_async.cli._fleet import add_fleet_flags, check_limiter, make_limiter
+from aopay_async.cli._options import add_client_flags, add_loop_flag, make_client, run_in_loop
 from aopay_async.cli._output import ENCODE, describe_error
 from aopay_async.cli._status import EXIT_FAILED, EXIT_OK
 
