@@ -12,7 +12,21 @@ from pathlib import Path
 import pytest
 from _cli_helpers import cli_env, read_output, start_cli, write_csv
 from _redis_server import RedisServer, free_port, require_redis_server
+from hypothesis import given
+from hypothesis import strategies as st
 
+from aopay_async._errors import (
+    APIConnectionError,
+    APITimeoutError,
+    InvalidRequestError,
+    RateLimiterError,
+)
+from aopay_async._models import BulkResult, CreditHistoryRequest
+from aopay_async.cli import build_parser
+from aopay_async.cli._fleet import fallback_settings, make_limiter
+from aopay_async.cli._hold import HeldLimiter
+from aopay_async.cli._job import waited_out
+from aopay_async.cli._pauses import Outage, Pauses
 from aopay_async.testing import SandboxServer
 
 #: Generous: a loaded 2-core machine runs several of these processes at once.
@@ -157,3 +171,233 @@ async def test_redis_fallback_goes_on_alone(tmp_path: Path) -> None:
         assert server.stats.requests == rows
     assert "going on alone at 20/s (--redis-fallback 2) until it does" in stderr.decode()
     _ok_once(read_output(out), rows)
+
+
+# -- the pure parts and HeldLimiter, without processes ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("steps", "now", "status"),
+    [
+        ([], 10.0, None),
+        ([("open", 4.0, 1.0)], 2.0, "paused: API unavailable, next probe in 3s"),
+        ([("open", 4.0, 1.0)], 9.0, "paused: API unavailable, next probe in 0s"),
+        ([("open", 4.0, 1.0), ("half_open", None, 5.0)], 5.2,
+         "paused: API unavailable, next probe in 1s"),
+        ([("open", 4.0, 1.0), ("half_open", None, 5.0), ("closed", None, 5.5)], 6.0, None),
+        (
+            [("limiter", True, 1.0)],
+            3.5,
+            "paused: rate limiter unavailable (Redis: ConnectionError) for 2s; rows wait, "
+            "none is sent",
+        ),
+        # Both down: the limiter's line, since rows waiting for it are not even sent.
+        (
+            [("open", 30.0, 1.0), ("limiter", True, 2.0)],
+            4.0,
+            "paused: rate limiter unavailable (Redis: ConnectionError) for 2s; rows wait, "
+            "none is sent",
+        ),
+        ([("open", 30.0, 1.0), ("limiter", True, 2.0), ("limiter", False, 3.0)], 4.0,
+         "paused: API unavailable, next probe in 27s"),
+    ],
+)  # fmt: skip
+def test_pauses_status_table(
+    steps: list[tuple[str, object, float]], now: float, status: str | None
+) -> None:
+    """The paused line from circuit_changed events and the limiter's changes, as a table."""
+    pauses = Pauses()
+    for what, value, at in steps:
+        if what == "limiter":
+            pauses.limiter_changed(bool(value), "ConnectionError", at)
+        else:
+            pauses.circuit_changed(what, value if isinstance(value, float) else None, at)
+    assert pauses.status(now) == status
+
+
+@given(gaps=st.lists(st.floats(0.0, 100.0), min_size=1, max_size=20))
+def test_outage_counts_and_seconds_match_the_intervals(gaps: list[float]) -> None:
+    """Alternate begin/end at increasing times (repeats are no-ops): count is the number of
+    begins that started an outage, seconds the sum of the down intervals, and overlaps(t)
+    holds exactly when some interval reaches t or later."""
+    outage = Outage()
+    now, down_since, intervals = 0.0, None, []
+    for i, gap in enumerate(gaps):
+        now += gap
+        if i % 3 == 2:  # a repeated call: changes nothing
+            (outage.begin if down_since is not None else outage.end)(now)
+            continue
+        if down_since is None:
+            outage.begin(now)
+            down_since = now
+        else:
+            outage.end(now)
+            intervals.append((down_since, now))
+            down_since = None
+    end = now + 1.0
+    spans = intervals + ([(down_since, end)] if down_since is not None else [])
+    assert outage.count == len(spans)
+    assert outage.seconds(end) == pytest.approx(sum(b - a for a, b in spans))
+    for probe in (0.0, now / 2, now, end):
+        assert outage.overlaps(probe) == any(b >= probe for _, b in spans)
+
+
+def _result(error: Exception | None, attempts: int, elapsed: float) -> BulkResult:
+    request = CreditHistoryRequest(cibil_id="SYNTH001", client_order_id="ord-1")
+    return BulkResult(request, error=error, attempts=attempts, elapsed=elapsed)
+
+
+@pytest.mark.parametrize(
+    ("error", "attempts", "elapsed", "down", "expected"),
+    [
+        (APITimeoutError("deadline"), 0, 2.0, (5.0, None), True),  # down now
+        (RateLimiterError("redis"), 0, 2.0, (5.0, None), True),
+        (APITimeoutError("deadline"), 0, 2.0, (1.0, 7.0), True),  # ended during the row
+        (APITimeoutError("deadline"), 0, 2.0, (1.0, 4.5), False),  # ended before it began
+        (APITimeoutError("deadline"), 1, 2.0, (5.0, None), False),  # an attempt was sent
+        (APIConnectionError("reset"), 0, 2.0, (5.0, None), False),  # not the limiter's
+        (None, 0, 2.0, (5.0, None), False),  # no failure at all (never ok: no history)
+        (APITimeoutError("deadline"), 0, 2.0, None, False),  # never down
+    ],
+)
+def test_waited_out_table(
+    error: Exception | None,
+    attempts: int,
+    elapsed: float,
+    down: tuple[float, float | None] | None,
+    expected: bool,
+) -> None:
+    """A row is sent again only when nothing was sent, it failed on the limiter or its
+    deadline, and the limiter was down during its life (now 8, margin 1 s)."""
+    outage = Outage()
+    if down is not None:
+        outage.begin(down[0])
+        if down[1] is not None:
+            outage.end(down[1])
+    assert waited_out(_result(error, attempts, elapsed), outage, 8.0) is expected
+
+
+@given(rate=st.floats(0.01, 10_000.0), burst=st.integers(1, 100_000), n=st.integers(1, 1000))
+def test_fallback_buckets_of_n_processes_stay_within_the_limit(
+    rate: float, burst: int, n: int
+) -> None:
+    """N fallback buckets together never pass --rate, and their bursts add up to at most
+    --burst (or N, when N is larger: each keeps one)."""
+    each_rate, each_burst = fallback_settings(rate, burst, n)
+    assert each_rate * n <= rate * (1 + 1e-12)
+    assert each_burst >= 1
+    assert each_burst * n <= max(burst, n)
+
+
+class _Flaky:
+    """A limiter that fails (RateLimiterError) while ``failing``; counts concurrent asks."""
+
+    def __init__(self) -> None:
+        self.failing = True
+        self.asks = 0
+        self.inside = 0
+        self.most_inside_while_failing = 0
+        self.granted = 0
+
+    async def acquire(self) -> None:
+        self.asks += 1
+        self.inside += 1
+        try:
+            if self.failing:
+                self.most_inside_while_failing = max(self.most_inside_while_failing, self.inside)
+            await asyncio.sleep(0.001)
+            if self.failing:
+                raise RateLimiterError("redis down") from ConnectionError("refused")
+            self.granted += 1
+        finally:
+            self.inside -= 1
+
+
+async def test_held_limiter_waits_with_one_probe_then_lets_all_through() -> None:
+    """While the inner limiter fails, no caller gets through and (after the first round)
+    one asks at a time, once per recheck; the change is reported once each way, with the
+    failure's class; when it answers, every caller gets its token."""
+    inner = _Flaky()
+    changes: list[tuple[bool, str]] = []
+    held = HeldLimiter(inner, recheck=0.02, on_change=lambda d, r: changes.append((d, r)))
+    callers = [asyncio.create_task(held.acquire()) for _ in range(8)]
+    await asyncio.sleep(0.3)
+    assert not any(task.done() for task in callers)
+    assert held.down
+    assert changes == [(True, "ConnectionError")]
+    first_round = inner.asks
+    inner.most_inside_while_failing = 0
+    await asyncio.sleep(0.2)
+    assert inner.most_inside_while_failing == 1  # one probe at a time
+    assert inner.asks - first_round <= 0.2 / 0.02 + 2  # about one ask per recheck
+    inner.failing = False
+    await asyncio.wait_for(asyncio.gather(*callers), 10)
+    assert inner.granted == 8
+    assert changes == [(True, "ConnectionError"), (False, "")]
+    assert not held.down
+
+
+async def test_held_limiter_a_token_from_before_the_outage_is_no_recovery() -> None:
+    """An ask begun before Redis failed that ends with a token after it did gives its
+    caller that token, but does not end the outage (only an ask begun during it can)."""
+    release = asyncio.Event()
+    calls = 0
+
+    class Inner:
+        async def acquire(self) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                await release.wait()  # slow: its slot was reserved before the outage
+                return
+            raise RateLimiterError("down") from OSError("gone")
+
+    changes: list[bool] = []
+    held = HeldLimiter(Inner(), recheck=10.0, on_change=lambda d, _: changes.append(d))
+    slow = asyncio.create_task(held.acquire())
+    await asyncio.sleep(0)
+    waiting = asyncio.create_task(held.acquire())
+    await asyncio.sleep(0.05)
+    assert changes == [True]
+    release.set()
+    await asyncio.wait_for(slow, 5)
+    assert held.down
+    assert changes == [True]
+    assert not waiting.done()
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+
+
+async def test_held_limiter_lets_a_settings_mismatch_through() -> None:
+    """Only RateLimiterError is waited out: a key in use with other settings
+    (InvalidRequestError) reaches the caller at once."""
+
+    class Mismatch:
+        async def acquire(self) -> None:
+            raise InvalidRequestError("the rate limit key is in use with rate=1/s")
+
+    with pytest.raises(InvalidRequestError):
+        await asyncio.wait_for(HeldLimiter(Mismatch()).acquire(), 5)
+
+
+@pytest.mark.parametrize("fallback", [None, "2"])
+async def test_make_limiter_fallback_flag_decides_what_an_outage_does(
+    monkeypatch: pytest.MonkeyPatch, fallback: str | None
+) -> None:
+    """With --redis-fallback, a limiter whose Redis is unreachable still grants tokens
+    (from the local bucket); without it, acquire raises RateLimiterError."""
+    monkeypatch.setenv("AOPAY_COMPANY_CODE", "SYNTHCO")
+    argv = ["bulk", "in.csv", "-o", "out.jsonl", "--rate", "50"]
+    argv += ["--redis-url", f"redis://127.0.0.1:{free_port()}/0"]
+    if fallback:
+        argv += ["--redis-fallback", fallback]
+    limiter = make_limiter(build_parser("aopay-async", with_sandbox=False).parse_args(argv))
+    assert limiter is not None
+    try:
+        if fallback:
+            await asyncio.wait_for(limiter.acquire(), 10)
+        else:
+            with pytest.raises(RateLimiterError):
+                await asyncio.wait_for(limiter.acquire(), 10)
+    finally:
+        await limiter.aclose()
