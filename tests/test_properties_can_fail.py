@@ -30,6 +30,8 @@ from aopay_async._models import check_id
 from aopay_async._retry import backoff_delay, next_wait, parse_retry_after
 from aopay_async._slots import Slots
 from aopay_async._window import SlidingWindow
+from aopay_async.cli._pauses import Outage
+from aopay_async.cli._seen import FirstLines, digest
 
 TESTS = pathlib.Path(__file__).parent
 
@@ -257,6 +259,29 @@ def _sagging_rate(monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> None:
     monkeypatch.setattr(RateController, "rate", sagging)
 
 
+def _fallback_keeping_the_burst(rate: float, burst: int, processes: int) -> tuple[float, int]:
+    """Divides the rate but gives each process the whole fleet's burst."""
+    return rate / processes, burst
+
+
+class _OutageCountingRepeats(Outage):
+    """Counts a begin() while already down as another outage."""
+
+    def begin(self, now: float) -> None:
+        if self.since is not None:
+            self.count += 1
+        super().begin(now)
+
+
+class _FirstLinesLastWins(FirstLines):
+    """Keeps the latest line of an id, not its first: a duplicate would name itself."""
+
+    def setdefault(self, order_id: str, line: int) -> int:
+        super().setdefault(order_id, line)
+        self._lines[self._find(*digest(order_id))] = line
+        return line
+
+
 def swap(name: str, broken: object) -> Breaker:
     """A breaker that replaces *name* in the test module by *broken*."""
 
@@ -322,6 +347,13 @@ BREAKERS: dict[str, Breaker] = {
     ),
     "test_observe::test_a_reference_holding_a_secret_is_never_kept": _reference_ignoring_secrets,
     "test_cli_units::test_no_client_order_id_is_sent_twice": _judge_forgetting_order_ids,
+    "test_cli_fleet::test_fallback_buckets_of_n_processes_stay_within_the_limit": swap(
+        "fallback_settings", _fallback_keeping_the_burst
+    ),
+    "test_cli_fleet::test_outage_counts_and_seconds_match_the_intervals": swap(
+        "Outage", _OutageCountingRepeats
+    ),
+    "test_cli_seen::test_first_lines_behave_like_a_dict": swap("FirstLines", _FirstLinesLastWins),
     "test_redis_gcra::test_gcra_never_exceeds_the_window_bound": _gcra_one_token_more,
     "test_redis_gcra::test_gcra_saturated_grid_is_exact": _gcra_one_token_more,
     "test_redis_gcra::test_interval_never_faster_and_within_one_percent": swap(
