@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 from _cli_helpers import CREDENTIALS
 
-from aopay_async.cli import main
+from aopay_async.cli import build_parser, main
 from aopay_async.cli._gate import StopGate
 from aopay_async.cli._input import open_input
 from aopay_async.cli._ledger import load_ledger
@@ -185,3 +186,26 @@ def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in CREDENTIALS.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AOPAY_BASE_URL", raising=False)
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser("aopay-async", with_sandbox=True)
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+@pytest.mark.parametrize("command", ["get", "bulk", "demo", "sandbox"])
+def test_every_default_the_help_names_is_the_real_one(command: str) -> None:
+    """Each "(default N)" in a command's --help is the value that flag really defaults to
+    (demo's --timeout and --deadline said 30 and 120 while it used 5 and 30)."""
+    parser = _subparsers()[command]
+    formatter = parser._get_formatter()
+    checked = 0
+    for action in parser._actions:
+        if not action.help or not isinstance(action.default, int | float):
+            continue  # a flag whose default is not a number (its help may name a part's)
+        text = formatter._expand_help(action)
+        for said in re.findall(r"\(default (-?\d+(?:\.\d+)?)(?=[):;, ])", text):
+            assert float(said) == float(action.default), (action.dest, text)
+            checked += 1
+    assert checked >= 3

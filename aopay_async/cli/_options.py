@@ -127,7 +127,7 @@ def _add_patience_flags(group: _Group) -> None:
     add_knobs(
         group,
         Knob("--max-retries", count(0), 3, "N", "retries after a row's first attempt (default 3)"),
-        Knob("--timeout", number(1e-3), 30.0, "S", "seconds for one attempt (default 30)"),
+        Knob("--timeout", number(1e-3), 30.0, "S", "seconds for one attempt (default %(default)g)"),
     )
     group.add_argument(
         "--adaptive",
@@ -141,7 +141,8 @@ def _add_patience_flags(group: _Group) -> None:
             number(1e-3, allow_none=True),
             120.0,
             "S",
-            "seconds for one row, all attempts and waits; 'none' for no deadline (default 120)",
+            "seconds for one row, all attempts and waits; 'none' for no deadline "
+            "(default %(default)g)",
         ),
     )
 
