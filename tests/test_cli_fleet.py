@@ -6,6 +6,8 @@ redis-server (started late, or killed and restarted on its port) and a local san
 from __future__ import annotations
 
 import asyncio
+import re
+import signal
 from collections import Counter
 from pathlib import Path
 
@@ -151,6 +153,52 @@ async def test_redis_killed_mid_run_loses_no_row(tmp_path: Path, redis_later: Re
     # One outage: a token granted before Redis died is no sign that it is back.
     assert "redis     1 outage of the rate limiter (rows waited, none failed;" in summary
     assert " 0 sent again)" not in summary  # the 4 rows waiting outlasted their deadline
+    _ok_once(read_output(out), rows)
+
+
+@pytest.mark.slow
+async def test_ctrl_c_while_rows_wait_for_redis(tmp_path: Path, redis_later: RedisServer) -> None:
+    """Ctrl-C while every row waits for an unreachable Redis (some already sent again
+    after their deadline): exit 130 at once, nothing written, the resume command printed;
+    that command, once Redis runs, does every row exactly once."""
+    rows = 8
+    src = write_csv(tmp_path / "in.csv", [f"STOP{i:04d}" for i in range(rows)])
+    out = tmp_path / "out.jsonl"
+    err: list[str] = []
+    flags = ["--rate", "20", "--deadline", "1", "--redis-url", redis_later.url]
+    try:
+        async with SandboxServer() as server:
+            proc = await start_cli(
+                "bulk", str(src), "-o", str(out), "--progress-interval", "0.2", *flags,
+                env=cli_env(server), cwd=tmp_path,
+            )  # fmt: skip
+            reader = asyncio.ensure_future(_collect(proc.stderr, err))
+            await _wait_for("paused: rate limiter unavailable", err)
+            await asyncio.sleep(1.5)  # past the rows' deadline: some wait to be sent again
+            proc.send_signal(signal.SIGINT)
+            summary = await asyncio.wait_for(_rest(proc), 30)
+            await reader
+            assert proc.returncode == 130, "".join(err)
+            assert server.stats.requests == 0
+        assert out.read_bytes() == b""
+        assert summary.startswith("bulk interrupted: 0 rows")
+        # Rows at the gate are counted as it stops them; a row just back from its deadline
+        # and not yet fed again, in the summary: together, every row.
+        at_gate = re.search(r"(\d+) rows were not sent; --resume will do them", "".join(err))
+        waiting = re.search(r"not sent  (\d+) \(interrupted while waiting", summary)
+        assert sum(int(m[1]) for m in (at_gate, waiting) if m) == rows, ("".join(err), summary)
+        assert "To resume: " in "".join(err)
+        await asyncio.to_thread(redis_later.start)
+        async with SandboxServer() as server:
+            proc = await start_cli(
+                "bulk", str(src), "-o", str(out), "--resume", "--quiet", *flags,
+                env=cli_env(server), cwd=tmp_path,
+            )  # fmt: skip
+            _, stderr = await asyncio.wait_for(proc.communicate(), RUN_LIMIT)
+            assert proc.returncode == 0, stderr.decode()
+            assert server.stats.requests == rows
+    finally:
+        redis_later.close()
     _ok_once(read_output(out), rows)
 
 
