@@ -5,9 +5,12 @@ This package owns the subcommands ``get``, ``bulk``, ``sandbox`` and ``demo``
 by row (``_input``), the JSONL output and its one record schema (``_output``), the resume
 ledger (``_ledger``), progress (``_progress``), the summary (``_summary``), the bulk job
 and Ctrl-C (``_job``), the shared client flags and the event loop (``_options``; uvloop
-when installed: the library never changes the loop policy, the CLI owns its loop). It is
-a thin shell over the client's bulk fan-out: it never retries, limits or schedules
-anything itself.
+when installed: the library never changes the loop policy, the CLI owns its loop), the
+fleet flags and the shared limiter (``_fleet``), waiting out its Redis's outages
+(``_hold``), what pauses a run (``_pauses``, from the client's events), and the ids seen
+(``_seen``). It is a thin shell over the client's bulk fan-out: it never retries, limits or
+schedules anything itself, with one exception: a row that waited out a Redis outage past
+its deadline, nothing sent, is fed to the fan-out again (``_job``).
 
 It must never print customer data (names, mobile numbers, scores, account numbers, cibil
 ids) anywhere but the output file the user asked for: progress, warnings and the summary

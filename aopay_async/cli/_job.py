@@ -1,6 +1,7 @@
 # One bulk job: rows in, exactly one output line per row out, counted, shown, and stopped
 # cleanly on Ctrl-C. It is a thin shell over the client's bulk fan-out: it never retries,
-# limits or schedules anything itself. It must never lose or repeat a row: a row is
+# limits or schedules anything itself (but for the rows below that waited out a Redis
+# outage, which it feeds again). It must never lose or repeat a row: a row is
 # written when its outcome is known (bad rows at once, sent rows as they finish), rows
 # the ledger already holds are skipped, and an interrupted run leaves the rest to
 # --resume. Ctrl-C: the first stops taking rows and gives those in flight --grace seconds;
