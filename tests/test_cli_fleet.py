@@ -6,12 +6,14 @@ redis-server (started late, or killed and restarted on its port) and a local san
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import redis.asyncio
 from _cli_helpers import cli_env, read_output, start_cli, write_csv
 from _redis_server import RedisServer, free_port, require_redis_server
 from hypothesis import given
@@ -23,6 +25,7 @@ from aopay_async._errors import (
     InvalidRequestError,
     RateLimiterError,
 )
+from aopay_async._gcra import redis_key
 from aopay_async._models import BulkResult, CreditHistoryRequest
 from aopay_async.cli import build_parser
 from aopay_async.cli._fleet import fallback_settings, make_limiter
@@ -200,6 +203,30 @@ async def test_ctrl_c_while_rows_wait_for_redis(tmp_path: Path, redis_later: Red
     finally:
         redis_later.close()
     _ok_once(read_output(out), rows)
+
+
+async def test_a_key_holding_something_else_stops_bulk_with_exit_2(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """A --limit-key whose Redis hash is not a limit's state is a usage error (exit 2)
+    before any row, not an outage to wait out forever."""
+    key = f"cli-garbage-{os.getpid()}"
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        await client.hset(redis_key(key), mapping={"interval": "abc", "burst": "x"})
+        src = write_csv(tmp_path / "in.csv", ["GARB0001"])
+        async with SandboxServer() as server:
+            proc = await start_cli(
+                "bulk", str(src), "-o", str(tmp_path / "out.jsonl"), "--limit-key", key,
+                "--redis-url", redis_server.url, env=cli_env(server), cwd=tmp_path,
+            )  # fmt: skip
+            _, stderr = await asyncio.wait_for(proc.communicate(), RUN_LIMIT)
+            assert server.stats.requests == 0
+    finally:
+        await client.delete(redis_key(key))
+        await client.aclose()
+    assert proc.returncode == 2, stderr.decode()
+    assert "--limit-key: the shared rate limiter's key holds something else" in stderr.decode()
 
 
 async def test_redis_fallback_goes_on_alone(tmp_path: Path) -> None:

@@ -138,14 +138,17 @@ def make_limiter(args: argparse.Namespace) -> RedisLimiter | None:
 async def check_limiter(limiter: RedisLimiter | None) -> bool:
     """Stop at once (InvalidRequestError: exit 2) if the key is live with other settings.
 
-    A Redis that cannot be reached yet is no reason to stop: it may be starting alongside
-    this run (a Kubernetes Job and its Redis). Returns False then (True when it answered,
-    or with no limiter); the caller decides whether rows wait for it.
+    A key holding something else than a limit's state is a UsageError (exit 2): waiting
+    would never end. A Redis that cannot be reached yet is no reason to stop: it may be
+    starting alongside this run (a Kubernetes Job and its Redis). Returns False then (True
+    when it answered, or with no limiter); the caller decides whether rows wait for it.
     """
     if limiter is None:
         return True
     try:
         await limiter.check()
-    except RateLimiterError:
+    except RateLimiterError as exc:
+        if exc.__cause__ is None:  # Redis answered, with a key that is not a limit's state
+            raise UsageError(f"--limit-key: {exc}") from None
         return False
     return True

@@ -221,7 +221,7 @@ class Job:
             while self._again and not self._stopping:
                 yield self._taken(*self._again.popleft())
             yield request
-        while not self._stopping and (self._again or self._lines):
+        while not self._stopping and self._mismatch is None and (self._again or self._lines):
             if self._again:
                 yield self._taken(*self._again.popleft())
             else:
