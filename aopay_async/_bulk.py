@@ -59,7 +59,8 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 from ._errors import AOPayError, CircuitOpenError, InvalidRequestError
 from ._models import BulkResult, CreditHistoryRequest
-from ._observe import Observer, Watch
+from ._observe import Observer
+from ._watch import Watch
 
 if TYPE_CHECKING:
     from ._models import CreditHistory

@@ -44,6 +44,7 @@ from ._errors import (
     CircuitOpenError,
     InvalidRequestError,
 )
+from ._events import EventHook
 from ._limiter import AdaptiveLimiter, RateLimiter, TokenBucket
 from ._models import (
     BulkResult,
@@ -52,10 +53,11 @@ from ._models import (
     check_id,
     new_client_order_id,
 )
-from ._observe import EventHook, Watch, make_observer
+from ._observe import make_observer
 from ._retry import is_retryable, retrying
 from ._slots import Slots
 from ._timeouts import TIMEOUT_TICK
+from ._watch import Watch
 
 if TYPE_CHECKING:
     import aiohttp

@@ -1,4 +1,4 @@
-"""OpenTelemetry instruments and spans, fed by the event stream of :mod:`aopay_async._observe`.
+"""OpenTelemetry instruments and spans, fed by the event stream (:mod:`aopay_async._observe`).
 
 This module owns the library's metrics and traces: the ``http.client.request.duration``
 histogram of the HTTP semantic conventions (seconds, their bucket boundaries, one point per
@@ -24,13 +24,13 @@ from opentelemetry import metrics, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .__version__ import __version__
-from ._observe import Event, EventKind, reason_of
+from ._events import Event, EventKind, reason_of
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import Span, TracerProvider
 
-    from ._observe import Watch
+    from ._watch import Watch
 
 __all__ = ["DURATION_BUCKETS", "OTel", "configured_globally"]
 

@@ -10,12 +10,13 @@
 
     AOPayClient(..., event_hooks=[on_event])
 
-This module only re-exports; the stream itself lives in :mod:`aopay_async._observe`.
+This module only re-exports: the event's shape lives in :mod:`aopay_async._events`, its
+subscribers in :mod:`aopay_async._observe`.
 """
 
 from __future__ import annotations
 
-from ._observe import Event, EventHook, EventKind
+from ._events import Event, EventHook, EventKind
 
 __all__ = ["Event", "EventHook", "EventKind"]
 

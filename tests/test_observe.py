@@ -23,18 +23,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aopay_async import AOPayClient, InvalidRequestError, ServerError
-from aopay_async._observe import (
+from aopay_async._events import (
     CLIENT_LOG,
     HOOK_LOG,
     LOG,
     Event,
     EventKind,
-    Observer,
     body_reference,
     configure_from_env,
     format_event,
     safe_reference,
 )
+from aopay_async._observe import Observer
 from aopay_async.events import Event as PublicEvent
 
 SOFT_REF = "23081815284725JQJCESXDTP2"

@@ -15,7 +15,7 @@ import pytest
 from _cli_helpers import assert_no_customer_data, cli_env, make_ids, run_cli, write_csv
 
 from aopay_async import AOPayClient
-from aopay_async._observe import Event, EventKind
+from aopay_async._events import Event, EventKind
 from aopay_async.cli._argtypes import log_level, metrics_address
 from aopay_async.cli._metrics import serve_metrics
 from aopay_async.cli._status import UsageError

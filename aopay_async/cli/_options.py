@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
 
     from aopay_async._client import AOPayClient
+    from aopay_async._events import EventHook
     from aopay_async._limiter import RateLimiter
-    from aopay_async._observe import EventHook
 
     from ._gate import StopGate
 
@@ -221,7 +221,7 @@ def make_client(
     """
     level = getattr(args, "log_level", None)
     if level is not None:
-        from aopay_async._observe import log_to_stderr
+        from aopay_async._events import log_to_stderr
 
         log_to_stderr(level)
     from aopay_async._client import AOPayClient

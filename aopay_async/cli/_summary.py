@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TextIO
 
-from aopay_async._observe import Event, EventKind
+from aopay_async._events import Event, EventKind
 
 from ._pauses import Pauses
 
