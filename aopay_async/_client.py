@@ -260,6 +260,7 @@ class AOPayClient:
         self._closed = False
         self._random = random.Random()
         self._observer = make_observer(self._url, event_hooks, meter_provider, tracer_provider)
+        self._observer.follow(limiter)  # a shared limiter's fallback, as events (until aclose)
         if self._circuit is not None:
             self._observer.circuit_created()
 

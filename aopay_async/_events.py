@@ -14,9 +14,10 @@ are short and hold no secret, because a hostile or buggy server may echo a phone
 or cibil number there); format a line nobody will see (:func:`log_event` checks the level
 first); or import OpenTelemetry.
 
-Levels: DEBUG one line per attempt; INFO each retry, each 429 and each circuit change;
-WARNING a spent retry budget or a fallback limiter taking over. ``AOPAY_LOG=debug|info|warning``
-attaches a stderr handler at that level for scripts that configure no logging themselves.
+Levels: DEBUG one line per attempt; INFO each retry, each 429, each circuit change and a
+fallback limiter giving back; WARNING a spent retry budget or a fallback limiter taking
+over. ``AOPAY_LOG=debug|info|warning`` attaches a stderr handler at that level for scripts
+that configure no logging themselves.
 """
 
 from __future__ import annotations
@@ -132,6 +133,8 @@ _LEVELS: Final[Mapping[EventKind, int]] = {
     EventKind.BUDGET_SPENT: logging.WARNING,
     EventKind.FALLBACK_LIMITER: logging.WARNING,
 }
+#: The shared limiter is back: good news, so INFO (its taking over is the WARNING).
+_GIVEN_BACK: Final = "primary"
 _BARE: Final = re.compile(r"[A-Za-z0-9._:/@+-]+")
 
 
@@ -173,7 +176,11 @@ def format_event(event: Event) -> str:
 def log_event(event: Event) -> None:
     """Log *event* on ``aopay_async.client`` at its kind's level (kinds without one: never)."""
     level = _LEVELS.get(event.kind)
-    if level is not None and CLIENT_LOG.isEnabledFor(level):
+    if level is None:
+        return
+    if event.kind is EventKind.FALLBACK_LIMITER and event.state == _GIVEN_BACK:
+        level = logging.INFO
+    if CLIENT_LOG.isEnabledFor(level):
         CLIENT_LOG.log(level, "%s", format_event(event), extra={"aopay_event": event})
 
 

@@ -58,13 +58,25 @@ class Observer:
     Otherwise a call is watched only while the client logger is enabled for INFO.
     """
 
-    __slots__ = ("_tasks", "hooks", "listening", "otel")
+    __slots__ = (
+        "__weakref__",  # a shared limiter holds its listeners weakly (Observer.follow)
+        "_followed",
+        "_on_fallback",
+        "_tasks",
+        "hooks",
+        "listening",
+        "otel",
+    )
 
     def __init__(self, hooks: Iterable[EventHook] = (), otel: OTel | None = None) -> None:
         self.hooks = tuple(hooks)
         self.otel = otel
         self.listening = bool(self.hooks) or otel is not None
         self._tasks: set[asyncio.Future[Any]] = set()
+        #: The shared limiter whose fallback this observer hears (see :meth:`follow`).
+        self._followed: Any = None
+        #: Whether that limiter's fallback has taken over, as this observer last heard.
+        self._on_fallback = False
 
     def watching(self) -> bool:
         """Whether a call starting now should be watched (the one check on the hot path)."""
@@ -112,8 +124,31 @@ class Observer:
                 "an async event hook raised; the call went on", exc_info=task.exception()
             )
 
+    def follow(self, limiter: object) -> None:
+        """Hear *limiter*'s fallback taking over and giving back, until :meth:`aclose`.
+
+        For a limiter shared by clients (a ``RedisLimiter`` with ``fallback=``): it cannot
+        reach their observers, so each client's observer registers with it. The limiter
+        holds it weakly (a client never closed does not live on in the limiter). Any other
+        limiter (or None) is ignored.
+        """
+        listen = getattr(limiter, "_add_fallback_listener", None)
+        if listen is not None:
+            listen(self)
+            self._followed = limiter
+
     async def aclose(self) -> None:
-        """Wait for async hooks still running (the client is closing)."""
+        """Stop hearing the shared limiter; wait for async hooks still running (the client is
+        closing)."""
+        followed, self._followed = self._followed, None
+        if followed is not None:
+            followed._discard_fallback_listener(self)
+        if self._on_fallback:
+            # This client leaves the count of clients on a fallback (no event: nothing changed
+            # for the limiter, the client is just gone).
+            self._on_fallback = False
+            if self.otel is not None:
+                self.otel.fallback_left()
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -138,7 +173,15 @@ class Observer:
         self.emit(Event(EventKind.BUDGET_SPENT, order_id, attempt, reason=reason_of(exc)))
 
     def fallback_limiter(self, active: bool, reason: str) -> None:
-        """A fallback limiter took over (*active*) from a shared one, or gave back to it."""
+        """A fallback limiter took over (*active*) from a shared one, or gave back to it.
+
+        Only changes are reported: a give-back this observer never heard the takeover of
+        (it began following during an outage) is dropped, so every ``primary`` event
+        follows a ``fallback`` one and ``aopay.limiter.fallback`` never goes below zero.
+        """
+        if active is self._on_fallback:
+            return
+        self._on_fallback = active
         state = "fallback" if active else "primary"
         self.emit(Event(EventKind.FALLBACK_LIMITER, state=state, reason=reason))
 

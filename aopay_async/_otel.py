@@ -72,6 +72,7 @@ class OTel:
         "bulk_items",
         "circuit",
         "duration",
+        "fallback",
         "retries",
         "tracer",
         "wait",
@@ -122,6 +123,13 @@ class OTel:
             unit="{client}",
             description="Clients whose circuit breaker is in each state (aopay.circuit.state).",
         )
+        # Like the circuit: +1 when a client's shared limiter hands over to its fallback, -1
+        # when Redis is back (or the client closes meanwhile); sums across clients.
+        self.fallback = meter.create_up_down_counter(
+            "aopay.limiter.fallback",
+            unit="{client}",
+            description="Clients whose shared rate limiter is down and served by its fallback.",
+        )
         self.bulk_items = meter.create_counter(
             "aopay.bulk.items",
             unit="{item}",
@@ -147,10 +155,16 @@ class OTel:
                 self.circuit.add(-1, {"aopay.circuit.state": event.reason})
             if event.state is not None:
                 self.circuit.add(1, {"aopay.circuit.state": event.state})
+        elif kind is EventKind.FALLBACK_LIMITER:
+            self.fallback.add(1 if event.state == "fallback" else -1)
 
     def circuit_created(self) -> None:
         """A client with a breaker starts closed."""
         self.circuit.add(1, {"aopay.circuit.state": "closed"})
+
+    def fallback_left(self) -> None:
+        """A client on its limiter's fallback closed: it leaves ``aopay.limiter.fallback``."""
+        self.fallback.add(-1)
 
     def attempt_attributes(self, event: Event) -> dict[str, Any]:
         """The semantic-convention attributes of one finished attempt."""

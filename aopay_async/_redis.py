@@ -29,7 +29,8 @@ import hashlib
 import logging
 import math
 import re
-from typing import TYPE_CHECKING, Any
+import weakref
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import InvalidRequestError, RateLimiterError
 from ._gcra import GCRA_SCRIPT, MAX_RATE, SCRIPT_SHA, interval_us, redis_key
@@ -51,6 +52,13 @@ RECHECK_SECONDS = 1.0
 
 _KEY_OK = re.compile(r"[!-~]{1,200}")  # printable ASCII, no space
 _DEFAULT_KEY_DOMAIN = b"aopay_async rate limit key v1\x00"
+
+
+class FallbackListener(Protocol):
+    """Told when the fallback takes over (*active*) and when Redis is back (a client's
+    :class:`~aopay_async._observe.Observer`, which makes it a ``fallback_limiter`` event)."""
+
+    def fallback_limiter(self, active: bool, reason: str) -> None: ...
 
 
 def _check_settings(key: object, rate: object, burst: object) -> None:
@@ -98,7 +106,9 @@ class RedisLimiter:
     sent; the client retries it within the deadline), unless *fallback* is a local limiter
     (e.g. ``TokenBucket(rate / processes, burst)``): then that one is used meanwhile, one
     WARNING on the ``aopay_async.redis`` logger per outage, Redis tried again at most once a
-    second, and an INFO line when it is back. A key in use with other settings is an
+    second, and an INFO line when it is back; every client using this limiter also emits a
+    ``fallback_limiter`` event (``state="fallback"``, then ``"primary"``) to its hooks,
+    logging and OpenTelemetry. A key in use with other settings is an
     :class:`InvalidRequestError`, whatever the fallback.
 
     The state expires about a second after its last reservation; a Redis restart without
@@ -112,6 +122,7 @@ class RedisLimiter:
         "_fallback",
         "_interval",
         "_key",
+        "_listeners",
         "_next_try",
         "_owned",
         "_rate",
@@ -143,6 +154,9 @@ class RedisLimiter:
         self._errors: tuple[type[BaseException], ...] = (module.exceptions.RedisError, OSError)
         self._down_since: float | None = None
         self._next_try = 0.0
+        # The clients sharing this limiter hear its fallback through these (held weakly: a
+        # client never closed must not live on here).
+        self._listeners: weakref.WeakSet[FallbackListener] = weakref.WeakSet()
 
     @classmethod
     def from_url(
@@ -260,6 +274,8 @@ class RedisLimiter:
                 loop.time() - self._down_since,
             )
             self._down_since = None
+            if self._fallback is not None:
+                self._tell(False, "recovered")
         return reply[1], reply[2]
 
     async def check(self) -> None:
@@ -316,6 +332,24 @@ class RedisLimiter:
         else:
             then = "calls fail with RateLimiterError until it is back"
         logger.warning("the shared rate limiter's Redis failed (%s); %s", what, then)
+        if self._fallback is not None:
+            self._tell(True, what)
+
+    # The emit point: the fallback's takeover and give-back, to every client sharing this
+    # limiter (their observers register through Observer.follow, and leave on aclose).
+
+    def _add_fallback_listener(self, listener: FallbackListener) -> None:
+        self._listeners.add(listener)
+
+    def _discard_fallback_listener(self, listener: FallbackListener) -> None:
+        self._listeners.discard(listener)
+
+    def _tell(self, active: bool, reason: str) -> None:
+        for listener in tuple(self._listeners):
+            try:
+                listener.fallback_limiter(active, reason)
+            except Exception:  # a listener's failure must not fail the caller's acquire
+                logger.warning("a fallback listener raised; the limiter goes on", exc_info=True)
 
     async def aclose(self) -> None:
         """Close the connection if :meth:`from_url` opened it; a caller's client stays open."""

@@ -512,3 +512,15 @@ def test_rare_events_are_logged_at_their_level(
     report(observer)  # type: ignore[operator]
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(level, line)]
     assert len(seen) == 1
+
+
+def test_a_fallback_giving_back_is_info_after_its_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """The fallback taking over is a WARNING; the shared limiter back again is good news: INFO."""
+    caplog.set_level(logging.DEBUG, logger="aopay_async")
+    observer = Observer()
+    observer.fallback_limiter(True, "ConnectionError")
+    observer.fallback_limiter(False, "recovered")
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, "fallback_limiter reason=ConnectionError state=fallback"),
+        (logging.INFO, "fallback_limiter reason=recovered state=primary"),
+    ]

@@ -444,3 +444,25 @@ def test_circuit_state_counts_clients_per_state(telemetry: Telemetry) -> None:
         for p in telemetry.points("aopay.circuit.state")
     }
     assert values == {"closed": 0, "open": 0, "half_open": 1}
+
+
+@pytest.mark.parametrize(
+    ("reports", "value"),
+    [
+        pytest.param([True], 1, id="taken over"),
+        pytest.param([True, False], 0, id="given back"),
+        pytest.param([False], 0, id="give-back without a takeover"),
+        pytest.param([True, True, False, True], 1, id="taken over twice"),
+    ],
+)
+async def test_fallback_counts_clients_on_a_fallback_until_they_close(
+    telemetry: Telemetry, reports: list[bool], value: int
+) -> None:
+    """``aopay.limiter.fallback``: 1 while a client's shared limiter is on its fallback, 0
+    once it is back, and 0 again when a client closes while on it."""
+    client = client_for("http://127.0.0.1:9", telemetry)
+    for active in reports:
+        client._observer.fallback_limiter(active, "ConnectionError")
+    assert sum(p.value for p in telemetry.points("aopay.limiter.fallback")) == value
+    await client.aclose()
+    assert sum(p.value for p in telemetry.points("aopay.limiter.fallback")) == 0
