@@ -443,7 +443,9 @@ class AOPayClient:
                 cap=self._backoff_max,
                 uniform=self._random.uniform,
                 on_retry=None if watch is None else watch.retrying,
-                may_retry=None if budget is None else self._may_retry,
+                may_retry=(
+                    None if budget is None else lambda exc: self._may_retry(exc, order_id, sent[0])
+                ),
             ):
                 with attempt:
                     if first is not None:
@@ -580,7 +582,7 @@ class AOPayClient:
             retry_after=wait,
         )
 
-    def _may_retry(self, exc: BaseException) -> bool:
+    def _may_retry(self, exc: BaseException, order_id: str, attempt: int) -> bool:
         """The retry budget's word on one retry (asked by the retry loop, slow path only)."""
         budget = self._budget
         assert budget is not None
@@ -591,7 +593,7 @@ class AOPayClient:
             "at a share of recent calls while the API keeps failing)"
         )
         self._refused_errors.add(exc)
-        self._budget_spent(exc)
+        self._budget_spent(exc, order_id, attempt)
         return False
 
     def _outage_kind(self, exc: BaseException) -> str | None:
@@ -615,11 +617,10 @@ class AOPayClient:
             return "troubled"
         return None
 
-    def _budget_spent(self, exc: BaseException) -> None:
-        """The retry budget refused a retry after *exc*: one WARNING event."""
-        self._observer.budget_spent(
-            getattr(exc, "client_order_id", None), getattr(exc, "attempts", 0), exc
-        )
+    def _budget_spent(self, exc: BaseException, order_id: str, attempt: int) -> None:
+        """The retry budget refused a retry after *exc* (call *order_id*, its attempt number
+        *attempt*): one WARNING event. (The error gets its order id only when it is raised.)"""
+        self._observer.budget_spent(order_id, attempt, exc)
 
     def _circuit_changed(self, change: CircuitChange) -> None:
         """Every circuit transition (see ``_breaker.py``): one INFO event."""

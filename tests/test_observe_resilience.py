@@ -54,11 +54,20 @@ async def test_circuit_changes_are_events_and_info_lines(caplog: pytest.LogCaptu
     assert all(r.levelno == logging.INFO for r in caplog.records if "circuit" in r.getMessage())
 
 
-async def test_a_spent_budget_is_one_warning_event(caplog: pytest.LogCaptureFixture) -> None:
-    """A budget with no floor and no first attempts refuses the first retry: BUDGET_SPENT."""
+@pytest.mark.parametrize(
+    ("budget", "refused_after"),
+    [
+        pytest.param(RetryBudget(percent=0.0, min_per_second=0.0), 1, id="no retry at all"),
+        pytest.param(RetryBudget(percent=0.0, min_per_second=0.1), 2, id="one retry in 10 s"),
+    ],
+)
+async def test_a_spent_budget_is_one_warning_event(
+    budget: RetryBudget, refused_after: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A spent budget refuses the retry after attempt *refused_after*: one BUDGET_SPENT
+    event carrying the call's order id and that attempt's number."""
     events: list[Event] = []
     caplog.set_level(logging.WARNING, logger="aopay_async")
-    budget = RetryBudget(percent=0.0, min_per_second=0.0)
     async with (
         SandboxServer() as server,
         _client(
@@ -68,10 +77,14 @@ async def test_a_spent_budget_is_one_warning_event(caplog: pytest.LogCaptureFixt
         server.outage(60.0, fault="503")
         with pytest.raises(ServerError) as info:
             await client.get_credit_history(cibil_id="OUT0001", client_order_id="ORD-B-1")
-    assert info.value.attempts == 1
+    assert info.value.attempts == refused_after
     spent = [e for e in events if e.kind is EventKind.BUDGET_SPENT]
     assert len(spent) == 1
-    assert spent[0].reason is not None
+    assert spent[0].reason == "503"
+    # The refused call's order id and the attempt that failed, though the error gets its
+    # order id only when it is raised, after the budget refused.
+    assert (spent[0].client_order_id, spent[0].attempt) == ("ORD-B-1", refused_after)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert f"order_id=ORD-B-1 attempt={refused_after} " in warnings[0].getMessage()
     assert "OUT0001" not in warnings[0].getMessage()
