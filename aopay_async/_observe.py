@@ -12,7 +12,8 @@ command line's summary all read the same events; nothing else in the library cou
 
 It must never: let a failing hook or a failing OpenTelemetry SDK break a call (both are
 caught and logged on ``aopay_async.hooks``); let an async hook delay a call (it runs beside
-it; ``aclose`` waits); import OpenTelemetry unless the application uses it; or cost more
+it; ``aclose`` waits); be kept alive by a shared limiter it follows (held weakly, left on
+``aclose``); import OpenTelemetry unless the application uses it; or cost more
 than one branch per call when nobody listens (:meth:`Observer.watching`; no event is built,
 no clock is read: ``bench_instructions``, 3 accounts, c=64, the fast path's whole request is
 173.5k instructions, unchanged by splitting this module).

@@ -4,8 +4,9 @@ This module owns the timing of a watched call: when an attempt began waiting for
 a token, when it was sent, when its answer came; the wire and wait seconds a bulk result
 reports; and the events of each step (``limiter_waited``, ``attempt_started``,
 ``attempt_finished``, ``throttled``, ``retry_scheduled``) with their OpenTelemetry spans.
-The client creates a watch only when somebody listens (:meth:`Observer.watching`), or a bulk
-item does, to learn its times; an unwatched call never reaches this module.
+The client creates a watch only when somebody listens (:meth:`Observer.watching`), and a bulk
+item creates one (without an observer) to learn its times; a single call nobody listens to
+never reaches this module.
 
 It must never: change what a call does (:meth:`Watch.decode` classifies a response exactly
 as the unwatched path's ``decode_response`` does, and the span wrapper re-raises what it
