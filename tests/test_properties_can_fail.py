@@ -27,11 +27,13 @@ from aopay_async._decode import decode_response, parse_credit_age
 from aopay_async._errors import redact
 from aopay_async._limiter import TokenBucket
 from aopay_async._models import check_id
+from aopay_async._observe import Observer
 from aopay_async._retry import backoff_delay, next_wait, parse_retry_after
 from aopay_async._slots import Slots
 from aopay_async._window import SlidingWindow
 from aopay_async.cli._pauses import Outage
 from aopay_async.cli._seen import FirstLines, digest
+from aopay_async.events import Event, EventKind
 
 TESTS = pathlib.Path(__file__).parent
 
@@ -282,6 +284,14 @@ class _FirstLinesLastWins(FirstLines):
         return line
 
 
+class _ObserverRepeatingFallback(Observer):
+    """An observer that reports every word of a shared limiter, a change or not."""
+
+    def fallback_limiter(self, active: bool, reason: str) -> None:
+        state = "fallback" if active else "primary"
+        self.emit(Event(EventKind.FALLBACK_LIMITER, state=state, reason=reason))
+
+
 def swap(name: str, broken: object) -> Breaker:
     """A breaker that replaces *name* in the test module by *broken*."""
 
@@ -354,6 +364,9 @@ BREAKERS: dict[str, Breaker] = {
         "Outage", _OutageCountingRepeats
     ),
     "test_cli_seen::test_first_lines_behave_like_a_dict": swap("FirstLines", _FirstLinesLastWins),
+    "test_redis_fallback_events::test_an_observer_reports_only_changes_starting_from_primary": swap(
+        "Observer", _ObserverRepeatingFallback
+    ),
     "test_redis_gcra::test_gcra_never_exceeds_the_window_bound": _gcra_one_token_more,
     "test_redis_gcra::test_gcra_saturated_grid_is_exact": _gcra_one_token_more,
     "test_redis_gcra::test_interval_never_faster_and_within_one_percent": swap(
