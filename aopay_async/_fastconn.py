@@ -10,12 +10,13 @@ bytes nobody asked for or a response it could not read to its end (it closes it)
 never decompress past the body cap (a small bomb never grows in memory: each read inflates
 at most ``cap - size + 1`` bytes).
 
-Why its own module: ``_fastpath.py`` had grown to 567 lines, the parser half of them;
-splitting on the pool/connection seam adds no cost on the per-request path (the pool calls
-the same methods on the same objects; measured with ``benchmarks.bench_instructions``, see
-the CHANGELOG). Failures are raised as aiohttp's own exception classes, with aiohttp's
-wording where it has one, so ``_transport.attempt_failure`` words them the same on both
-paths.
+Why its own module: ``_fastpath.py`` had grown to 567 lines, the parser half of them.
+Splitting on the pool/connection seam adds no cost on the per-request path: the pool calls
+the same methods on the same objects (``bench_instructions --impls aopay --accounts 3
+--requests 200``, three runs each: 173.8k/177.8k/179.1k instructions a request before,
+173.1k/174.4k/168.8k after; runs of one tree differ by up to 3%). Failures are raised as
+aiohttp's own exception classes, with aiohttp's wording where it has one, so
+``_transport.attempt_failure`` words them the same on both paths.
 """
 
 from __future__ import annotations
