@@ -118,8 +118,7 @@ class RateController:
         when it was queued); True if it cut the rate."""
         if epoch != self.cuts or now - self.cut_at < SETTLE_SECONDS:
             return False
-        current = self.rate(now)
-        self.w_max = current if current > self.floor else self.floor
+        self.w_max = self.rate(now)  # never under the floor: rate() clamps to it
         self._k = (self.w_max * (1.0 - BETA) / SCALE) ** (1.0 / 3.0)
         self.cut_at = now
         self.cuts += 1

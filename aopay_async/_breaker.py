@@ -186,6 +186,8 @@ class Circuit:
         #: Times it went from closed to open (an outage; reopenings after probes excluded).
         self.outages = 0
         self._open_for = settings.open_seconds
+        #: Probes let through in the current half-open period (read only while half-open;
+        #: set to 0 on entering it).
         self._probes_out = 0
         #: Outcomes (``a``) and failures (``b``) over the closed window.
         self._window = SlidingWindow(settings.window)
@@ -240,15 +242,10 @@ class Circuit:
     def record(self, now: float, ok: bool, ticket: int = NORMAL) -> CircuitChange | None:
         """Count an attempt's outcome (*ok*: not an outage); return the transition, if any."""
         state = self.state
-        if ok and not ticket and state == CLOSED:
-            # The fast path every successful attempt takes: two counters and a reset.
-            self._consecutive = 0
-            self._window.add_a(now)
-            return None
         if ticket > 0:
             if state != HALF_OPEN or ticket != self.generation:
                 return None  # a probe of an earlier half-open period: no longer news
-            self._probes_out -= 1
+            # The verdict ends the half-open period: its probe count is not read again.
             if ok:
                 self._open_for = self.settings.open_seconds
                 self._window.reset()
@@ -259,6 +256,8 @@ class Circuit:
         if state != CLOSED:
             return None  # sent before the circuit opened
         if ok:
+            # The path every successful attempt takes (after two comparisons): two counters
+            # and a reset.
             self._consecutive = 0
             self._window.add_a(now)
             return None
@@ -285,7 +284,6 @@ class Circuit:
             self.outages += 1
         self.opens += 1
         self.open_until = now + self._open_for
-        self._probes_out = 0
         return self._change(OPEN, now)
 
     def _change(self, new: State, now: float) -> CircuitChange:

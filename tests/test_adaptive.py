@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aopay_async._adaptive import BETA, FLOOR, SCALE, RateController
+from aopay_async._adaptive import BETA, FLOOR, SCALE, SETTLE_SECONDS, SMOOTHING, RateController
 from aopay_async._limiter import AdaptiveLimiter
 
 
@@ -196,3 +196,44 @@ def test_a_cut_gives_up_the_queue_reserved_at_the_old_rate() -> None:
     second = limiter.reserve(0.01)
     assert first == pytest.approx(0.01)
     assert second - first == pytest.approx(1 / controller.rate(0.01))
+
+
+def test_the_measured_rate_smooths_each_closed_bucket() -> None:
+    """A bucket closes once BUCKET_SECONDS have passed since it began (exactly 0.5 s counts):
+    its rate enters the measured rate with weight SMOOTHING; 0 before the first closes."""
+    controller = RateController(100.0)
+    assert controller.measured == 0.0
+    for i in range(5):
+        controller.sent(i / 10)  # 5 sends in the bucket opened at 0.0
+    assert controller.measured == 0.0
+    controller.sent(0.5)  # closes it: 5 sends / 0.5 s = 10/s
+    assert controller.measured == pytest.approx(SMOOTHING * 10.0)
+    controller.sent(1.5)  # the bucket opened at 0.5 held one send over 1 s
+    assert controller.measured == pytest.approx(SMOOTHING * 1.0 + (1 - SMOOTHING) * 8.0)
+
+
+def test_the_settle_time_ends_at_settle_seconds_exactly() -> None:
+    """A throttle SETTLE_SECONDS after a cut is news again; a moment sooner it is not."""
+    controller = RateController(100.0)
+    assert controller.throttled(5.0, 0)
+    assert not controller.throttled(5.0 + SETTLE_SECONDS - 0.001, 1)
+    assert controller.throttled(5.0 + SETTLE_SECONDS, 1)
+    assert controller.cuts == 2
+
+
+@pytest.mark.parametrize(
+    ("cut_times", "expected"),
+    [
+        ((), "RateController(ceiling=300, w_max=300, cuts=0)"),
+        ((10.0,), "RateController(ceiling=300, w_max=300, cuts=1)"),
+        # cut again as soon as the first has settled: w_max is the rate then, 300 × 0.7 plus
+        # a quarter second's climb (220.65...)
+        ((10.0, 10.25), "RateController(ceiling=300, w_max=221, cuts=2)"),
+    ],
+)
+def test_repr_shows_ceiling_w_max_and_cuts(cut_times: tuple[float, ...], expected: str) -> None:
+    """The repr names the ceiling, the rate where the quota was last met, and the cuts."""
+    controller = RateController(300.0)
+    for epoch, now in enumerate(cut_times):
+        assert controller.throttled(now, epoch)
+    assert repr(controller) == expected

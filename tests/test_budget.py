@@ -158,3 +158,41 @@ def test_matches_a_reference_model(budget: RetryBudget, steps: list[tuple[float,
         if expected:
             log.append((number, "withdraw"))
             assert withdrawals + 1 <= max(budget.percent * deposits, floor)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"window": 0}, ValueError, "window must be a finite number above 0, not 0"),
+        ({"window": "10"}, TypeError, "window must be a number, not str"),
+        ({"percent": -0.5}, ValueError, "percent must be a finite number at least 0, not -0.5"),
+        ({"percent": None}, TypeError, "percent must be a number, not NoneType"),
+        (
+            {"min_per_second": math.inf},
+            ValueError,
+            "min_per_second must be a finite number at least 0, not inf",
+        ),
+        ({"min_per_second": False}, TypeError, "min_per_second must be a number, not bool"),
+    ],
+)
+def test_bad_settings_say_which_bound_was_missed(
+    kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    """The message names the setting, the bound it missed (above 0, or at least 0 where zero
+    switches a part off) and the value or type it got, word for word."""
+    with pytest.raises(error) as info:
+        RetryBudget(**kwargs)  # type: ignore[arg-type]
+    assert str(info.value) == message
+
+
+def test_a_ledger_keeps_its_settings_and_shows_its_counts() -> None:
+    """``new_state`` ledgers point at their settings; the repr shows counts, nothing more."""
+    budget = RetryBudget(min_per_second=0)
+    state = budget.new_state()
+    assert state.settings is budget
+    for _ in range(10):
+        state.deposit(0.0)
+    assert state.try_withdraw(0.0)
+    assert state.try_withdraw(0.0)
+    assert not state.try_withdraw(0.0)
+    assert repr(state) == "BudgetState(deposits=10, withdrawals=2, refused=1)"

@@ -31,6 +31,10 @@ def _window_with(events: list[tuple[float, str]], seconds: float = 10.0) -> Slid
         # 10 s window, 1 s slices: counted at 0.5 (slice 0), expired when slice 10 begins
         ([(0.5, "ab")], 9.99, (1, 1)),
         ([(0.5, "ab")], 10.0, (0, 0)),
+        # an add exactly at a slice's end lands in the next slice, and stays when the first goes
+        ([(0.5, "a"), (1.0, "a")], 10.0, (1, 0)),
+        ([(0.5, "b"), (1.0, "b")], 10.0, (0, 1)),
+        ([(0.5, "ab"), (1.0, "ab")], 10.0, (1, 1)),
         # counted at 9.5 (slice 9): still in at 18.9, gone at 19.0
         ([(9.5, "a")], 18.99, (1, 0)),
         ([(9.5, "a")], 19.0, (0, 0)),
@@ -81,6 +85,37 @@ def test_advance_returns_the_ring_index_of_the_slice() -> None:
     window = SlidingWindow(10.0)
     assert [window.advance(t) for t in (0.0, 0.5, 1.0, 9.0, 10.0, 23.5)] == [0, 0, 1, 9, 0, 3]
     assert SLICES == 10
+
+
+class _Counting(SlidingWindow):
+    """A window that counts its calls to ``advance``."""
+
+    __slots__ = ("advances",)
+
+    def __init__(self, seconds: float) -> None:
+        self.advances = 0
+        super().__init__(seconds)
+
+    def advance(self, now: float) -> int:
+        self.advances += 1
+        return super().advance(now)
+
+
+@pytest.mark.parametrize("kind", ["a", "b", "ab"])
+def test_adds_within_the_current_slice_take_the_fast_path(kind: str) -> None:
+    """Before the current slice ends an add costs one comparison, no ``advance`` call (both
+    users add on every call's fast path); at the slice's end exactly it advances again."""
+    window = _Counting(10.0)
+    add = {"a": window.add_a, "b": window.add_b, "ab": window.add_ab}[kind]
+    add(0.0)
+    assert window.advances == 1
+    for now in (0.0, 0.5, 0.99):
+        add(now)
+    assert window.advances == 1
+    add(1.0)
+    assert window.advances == 2
+    add(1.5)
+    assert window.advances == 2
 
 
 def test_reset_forgets_everything() -> None:
