@@ -4,7 +4,8 @@
 ``ORD-0000001`` and 36-character UUIDs), the map bulk keeps from each id to its first input
 line: the ``dict[str, int]`` it used to be and :class:`aopay_async.cli._seen.FirstLines`.
 It prints tracemalloc's bytes a row (the ids' strings count when the map keeps them alive,
-as the dict did) and the seconds a row, one line per case. Standalone: not part of
+as the dict did) and the CPU seconds a row (process time: steadier than the wall clock on a
+shared machine), one line per case. Standalone: not part of
 ``python -m benchmarks``. Times are of this machine; the bytes are what matters.
 """
 
@@ -43,10 +44,10 @@ def _fill(kind: str, shape: str, n: int) -> tuple[object, float]:
     else:
         lines = FirstLines()
         table, setdefault = lines, lines.setdefault
-    start = time.perf_counter()
+    start = time.process_time()
     for line, order_id in enumerate(_ids(shape, n), start=2):
         setdefault(order_id, line)
-    return table, time.perf_counter() - start
+    return table, time.process_time() - start
 
 
 def measure(kind: str, shape: str, n: int) -> tuple[float, float, float]:
@@ -62,10 +63,10 @@ def measure(kind: str, shape: str, n: int) -> tuple[float, float, float]:
     gc.collect()
     table, elapsed = _fill(kind, shape, n)
     del table
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in _ids(shape, n):
         pass
-    making = time.perf_counter() - start
+    making = time.process_time() - start
     return used / n, elapsed / n, making / n
 
 
