@@ -244,7 +244,13 @@ async def test_redis_fallback_goes_on_alone(tmp_path: Path) -> None:
         _, stderr = await asyncio.wait_for(proc.communicate(), RUN_LIMIT)
         assert proc.returncode == 0, stderr.decode()
         assert server.stats.requests == rows
-    assert "going on alone at 20/s (--redis-fallback 2) until it does" in stderr.decode()
+    said = stderr.decode()
+    assert "the rate limiter's Redis does not answer yet" in said
+    # The client's fallback_limiter event, through the gate to the CLI's hook.
+    assert (
+        "rate limiter unavailable (Redis: ConnectionError): going on alone at 20/s "
+        "(--redis-fallback 2) until it is back"
+    ) in said
     _ok_once(read_output(out), rows)
 
 
@@ -476,3 +482,40 @@ async def test_make_limiter_fallback_flag_decides_what_an_outage_does(
                 await asyncio.wait_for(limiter.acquire(), 10)
     finally:
         await limiter.aclose()
+
+
+@pytest.mark.slow
+async def test_redis_fallback_takes_over_mid_run_and_gives_back(
+    tmp_path: Path, redis_later: RedisServer
+) -> None:
+    """--redis-fallback 2 with Redis killed mid-run and restarted: the run says it goes on
+    alone, then that the shared limit is back; every row ends ok exactly once."""
+    rows = 60
+    src = write_csv(tmp_path / "in.csv", [f"BACK{i:04d}" for i in range(rows)])
+    out = tmp_path / "out.jsonl"
+    err: list[str] = []
+    redis_later.start()
+    try:
+        async with SandboxServer() as server:
+            proc = await start_cli(
+                "bulk", str(src), "-o", str(out), "--rate", "20", "--redis-fallback", "2",
+                "--concurrency", "4", "--quiet", "--redis-url", redis_later.url,
+                env=cli_env(server), cwd=tmp_path,
+            )  # fmt: skip
+            reader = asyncio.ensure_future(_collect(proc.stderr, err))
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 30
+            while server.stats.requests < 5:
+                assert loop.time() < end, "".join(err)
+                await asyncio.sleep(0.05)
+            await asyncio.to_thread(redis_later.stop)
+            await _wait_for("going on alone at 10/s (--redis-fallback 2) until it is back", err)
+            await asyncio.to_thread(redis_later.start)
+            await asyncio.wait_for(_rest(proc), RUN_LIMIT)
+            await reader
+            assert proc.returncode == 0, "".join(err)
+            assert server.stats.requests == rows
+    finally:
+        redis_later.close()
+    assert "rate limiter back: the shared limit again" in "".join(err)
+    _ok_once(read_output(out), rows)

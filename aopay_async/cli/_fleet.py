@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from aopay_async._errors import InvalidRequestError, RateLimiterError
+from aopay_async._events import Event, EventHook, EventKind
 
 from ._argtypes import count, limit_key, shard
 from ._options import Knob, add_knobs
@@ -29,6 +31,7 @@ __all__ = [
     "ENV_REDIS_URL",
     "add_fleet_flags",
     "check_limiter",
+    "fallback_announcer",
     "fallback_settings",
     "make_limiter",
 ]
@@ -84,6 +87,24 @@ def add_fleet_flags(parser: argparse.ArgumentParser, *, with_shard: bool) -> Non
                 "$JOB_COMPLETION_INDEX/4); give each shard its own OUTPUT",
             ),
         )
+
+
+def fallback_announcer(say: Callable[[str], None], rate: float, processes: int) -> EventHook:
+    """An event hook saying when --redis-fallback takes over (the client's
+    ``fallback_limiter`` events) and when the shared limit is back."""
+
+    def announce(event: Event) -> None:
+        if event.kind is not EventKind.FALLBACK_LIMITER:
+            return
+        if event.state == "fallback":
+            say(
+                f"rate limiter unavailable (Redis: {event.reason}): going on alone at "
+                f"{rate / processes:g}/s (--redis-fallback {processes}) until it is back"
+            )
+        else:
+            say("rate limiter back: the shared limit again")
+
+    return announce
 
 
 def fallback_settings(rate: float, burst: int, processes: int) -> tuple[float, int]:

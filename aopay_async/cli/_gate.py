@@ -55,5 +55,18 @@ class StopGate:
         finally:
             self.waiting -= 1
 
+    # A shared limiter's fallback reaches the client's event hooks through the client's
+    # limiter (Observer.follow): the gate passes the listener on to the limiter behind it.
+
+    def _add_fallback_listener(self, listener: object) -> None:
+        add = getattr(self._inner, "_add_fallback_listener", None)
+        if add is not None:
+            add(listener)
+
+    def _discard_fallback_listener(self, listener: object) -> None:
+        discard = getattr(self._inner, "_discard_fallback_listener", None)
+        if discard is not None:
+            discard(listener)
+
     def __repr__(self) -> str:
         return f"StopGate({self._inner!r}, closed={self.closed})"

@@ -18,7 +18,7 @@ import contextlib
 import signal
 import sys
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
@@ -40,6 +40,7 @@ from ._summary import Tally, print_summary
 
 if TYPE_CHECKING:
     from aopay_async._client import AOPayClient
+    from aopay_async._events import EventHook
 
 __all__ = [
     "MAX_ROW_WARNINGS",
@@ -377,6 +378,7 @@ async def run_job(
     resume_command: str | None = None,
     metrics: tuple[str, int] | None = None,
     hold: HeldLimiter | None = None,
+    event_hooks: Sequence[EventHook] = (),
 ) -> tuple[int, Tally]:
     """Run a bulk job to its end (or to Ctrl-C); print the summary; return the exit status.
 
@@ -384,6 +386,7 @@ async def run_job(
     (the latter None unless *metrics*, ``(host, port)``, asks for a Prometheus endpoint).
     *hold*, the client's limiter when it waits out Redis outages, reports them to the
     progress and the summary, and rows it held past their deadline are sent again.
+    *event_hooks* go to the client after the tally's own.
     """
     tally = Tally()
     if hold is not None:
@@ -393,7 +396,7 @@ async def run_job(
     try:
         # The client first: missing credentials must stop us before OUTPUT is touched.
         client = client_factory(
-            gate=gate, event_hooks=[tally.on_event], meter_provider=meter_provider
+            gate=gate, event_hooks=[tally.on_event, *event_hooks], meter_provider=meter_provider
         )
         ledger = _starting_ledger(options, progress)
         output = Output(options.output, truncate=not options.resume, fsync=options.fsync)

@@ -15,7 +15,13 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from aopay_async.cli._fleet import add_fleet_flags, check_limiter, fallback_settings, make_limiter
+from aopay_async._events import EventHook
+from aopay_async.cli._fleet import (
+    add_fleet_flags,
+    check_limiter,
+    fallback_announcer,
+    make_limiter,
+)
 from aopay_async.cli._hold import HeldLimiter
 from aopay_async.cli._input import Row, count_rows, open_input, select_shard, shard_size
 from aopay_async.cli._job import JobOptions, run_job
@@ -144,14 +150,14 @@ async def _bulk(args: argparse.Namespace) -> int:
         limiter = make_limiter(args)
         reachable = await check_limiter(limiter)
         progress = make_progress(args.quiet, args.progress_interval, "bulk")
-        # Without --redis-fallback, rows wait out Redis's outages (and none fails for one).
+        # Without --redis-fallback, rows wait out Redis's outages (and none fails for one);
+        # with it, the client's fallback_limiter events say when it goes on alone.
         hold = None if limiter is None or args.redis_fallback else HeldLimiter(limiter)
-        if not reachable and args.redis_fallback:
-            rate, _ = fallback_settings(args.rate, args.burst, args.redis_fallback)
-            progress.say(
-                f"the rate limiter's Redis does not answer: going on alone at {rate:g}/s "
-                f"(--redis-fallback {args.redis_fallback}) until it does"
-            )
+        hooks: tuple[EventHook, ...] = ()
+        if limiter is not None and args.redis_fallback:
+            hooks = (fallback_announcer(progress.say, args.rate, args.redis_fallback),)
+            if not reachable:
+                progress.say("the rate limiter's Redis does not answer yet")
         code, _ = await run_job(
             lambda **observe: make_client(args, limiter=hold or limiter, **observe),
             rows,
@@ -164,6 +170,7 @@ async def _bulk(args: argparse.Namespace) -> int:
             ),
             metrics=args.metrics_port,
             hold=hold,
+            event_hooks=hooks,
         )
     finally:
         close()
