@@ -225,6 +225,8 @@ PURE_MODULES = [
     "aopay_async._breaker",
     "aopay_async._adaptive",
     "aopay_async._window",
+    "aopay_async._policy",
+    "aopay_async._config",
 ]
 
 
