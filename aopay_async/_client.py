@@ -32,9 +32,10 @@ from ._config import (
     check_timing,
     credential,
     resolve_base_url,
+    uses_fast_path,
 )
 from ._decode import decode_response
-from ._errors import AOPayError, APIStatusError, APITimeoutError, InvalidRequestError
+from ._errors import AOPayError, APIStatusError, APITimeoutError
 from ._events import EventHook
 from ._models import BulkResult, CreditHistory, CreditHistoryRequest, check_id, new_client_order_id
 from ._observe import make_observer
@@ -71,8 +72,7 @@ class _WireRequest(msgspec.Struct):
 _ENCODE = msgspec.json.Encoder().encode
 
 
-def _user_agent() -> str:
-    return f"aopay-async/{__version__}"
+_USER_AGENT = f"aopay-async/{__version__}"
 
 
 class AOPayClient:
@@ -116,11 +116,7 @@ class AOPayClient:
         self._url = self._base_url + PATH
         check_limits(rate_limit, burst, max_concurrency, max_response_bytes)
         check_timing(max_retries, timeout, deadline, backoff_base, backoff_max)
-        if transport not in ("auto", "aiohttp"):
-            raise InvalidRequestError(f'transport must be "auto" or "aiohttp", not {transport!r}')
-        # "auto": the session the client creates uses the fast path (_fastpath.py); a
-        # caller's session always goes through aiohttp.
-        self._fast = transport == "auto" and session is None
+        self._fast = uses_fast_path(transport, session)
         self._policy = CallPolicy(
             limiter=limiter,
             rate_limit=rate_limit,
@@ -133,7 +129,7 @@ class AOPayClient:
             backoff_max=float(backoff_max),
         )
         self._rate_limit, self._burst = rate_limit, burst
-        self._max_concurrency, self._max_retries = max_concurrency, max_retries
+        self._max_concurrency = max_concurrency
         self._timeout = float(timeout)
         self._deadline = None if deadline is None else float(deadline)
         self._max_response_bytes = max_response_bytes
@@ -167,9 +163,8 @@ class AOPayClient:
         if self._closed:
             raise RuntimeError("this AOPayClient is closed; create a new one")
         if self._transport is None:
-            # Made here, never in __init__: both are bound to the running loop. Imported here,
-            # not at the top: `import aopay_async` (and so its pure core modules) must not pull
-            # in aiohttp; only a client that opens needs it.
+            # Made here, never in __init__: both are bound to the running loop. Imported here:
+            # `import aopay_async` must not pull in aiohttp; only a client that opens needs it.
             self._slots = Slots(self._max_concurrency)
             if self._fast:
                 from ._fastpath import FastTransport
@@ -178,14 +173,14 @@ class AOPayClient:
                     self._url,
                     max_connections=self._max_concurrency,
                     max_bytes=self._max_response_bytes,
-                    user_agent=_user_agent(),
+                    user_agent=_USER_AGENT,
                 )
             else:
                 from ._transport import Transport, create_session
 
                 session = self._user_session or create_session(self._max_concurrency)
                 self._transport = Transport(
-                    session, self._url, max_bytes=self._max_response_bytes, user_agent=_user_agent()
+                    session, self._url, max_bytes=self._max_response_bytes, user_agent=_USER_AGENT
                 )
         return self._transport
 
@@ -214,7 +209,7 @@ class AOPayClient:
         return (
             f"AOPayClient(base_url={self._base_url!r}, rate_limit={self._rate_limit!r}, "
             f"burst={self._burst}, max_concurrency={self._max_concurrency}, "
-            f"max_retries={self._max_retries}, closed={self._closed})"
+            f"max_retries={self._policy.max_retries}, closed={self._closed})"
         )
 
     # -- calls -----------------------------------------------------------------------------
@@ -233,12 +228,10 @@ class AOPayClient:
         :class:`InvalidRequestError` before any I/O for a bad argument, else one error of
         the :class:`AOPayError` tree, with ``.attempts`` and ``.client_order_id`` set.
 
-        One exception: a caller's ``limiter`` that raises something outside that tree (a
-        bug in it) has it raised as itself, unwrapped. It is a bug to fix, not an API
-        outcome to retry or count, and its own traceback points at it. Nothing was sent for
-        that attempt, and the client stays usable: its connection slot is given back and no
-        probe place or retry-budget token is held. (Bulk, which yields one result per
-        item, wraps it in an :class:`AOPayError` with the original as ``__cause__``.)
+        A caller's ``limiter`` raising outside that tree (a bug in it) has its exception
+        raised as itself: a bug to fix, with its own traceback, not an API outcome to retry.
+        Nothing was sent for that attempt; the slot is given back, no probe place or budget
+        token is held. (Bulk wraps it in an ``AOPayError``, the original as ``__cause__``.)
         """
         # CreditHistoryRequest.validate() inlined: a generated order id needs no check.
         check_id("cibil_id", cibil_id)
@@ -376,9 +369,7 @@ class AOPayClient:
             except BaseException as exc:
                 policy.unanswered(exc, ticket, bounded, loop.time())
                 if bounded and isinstance(exc, APITimeoutError):  # cut by the call's deadline
-                    raise APITimeoutError(
-                        f"the call's deadline of {self._deadline:g}s passed during an attempt"
-                    ) from None
+                    raise self._deadline_passed(" during an attempt") from None
                 raise
             if circuit is not None:  # an answer: the API is up unless it says 5xx
                 circuit.record(loop.time(), status < 500, ticket)
@@ -400,19 +391,19 @@ class AOPayClient:
         """An attempt with *left* seconds to the deadline: its timeout, and whether that was
         cut to the deadline. None left: nothing is sent, and a probe's place is given back."""
         if left <= 0:
-            late = APITimeoutError(f"the call's deadline of {self._deadline:g}s passed")
+            late = self._deadline_passed()
             self._policy.unanswered(late, ticket, True, asyncio.get_running_loop().time())
             raise late
         if left < self._timeout:
             return left, True
         return self._timeout, False
 
+    def _deadline_passed(self, when: str = "") -> APITimeoutError:
+        return APITimeoutError(f"the call's deadline of {self._deadline:g}s passed{when}")
+
     # -- private names kept for bulk, the command line, benchmarks and tests ------------------
 
-    def _outage_kind(self, exc: BaseException) -> str | None:
-        """Bulk's question (see :meth:`CallPolicy.outage_kind`)."""
-        return self._policy.outage_kind(exc)
-
+    _outage_kind = property(attrgetter("_policy.outage_kind"))  # bulk's question
     _circuit = property(attrgetter("_policy.circuit"))
     _budget = property(attrgetter("_policy.budget"))
     _rate = property(attrgetter("_policy.rate"))

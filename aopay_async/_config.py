@@ -28,6 +28,7 @@ __all__ = [
     "check_timing",
     "credential",
     "resolve_base_url",
+    "uses_fast_path",
 ]
 
 DEFAULT_BASE_URL = "https://api.aopay.co.in"
@@ -135,3 +136,13 @@ def credential(name: str, value: str | None, env: str) -> str:
             "it; remove them"
         )
     return check_id(name, from_env, env=env)
+
+
+def uses_fast_path(transport: object, session: object) -> bool:
+    """``transport="auto"`` with no caller's session: the fast path (``_fastpath.py``).
+
+    A caller's session always goes through aiohttp, as does ``transport="aiohttp"``.
+    """
+    if transport not in ("auto", "aiohttp"):
+        raise InvalidRequestError(f'transport must be "auto" or "aiohttp", not {transport!r}')
+    return transport == "auto" and session is None
