@@ -25,7 +25,7 @@ from hypothesis import Phase, settings
 
 from aopay_async._decode import decode_response, parse_credit_age
 from aopay_async._errors import redact
-from aopay_async._limiter import TokenBucket
+from aopay_async._limiter import RateLimiter, TokenBucket
 from aopay_async._models import check_id
 from aopay_async._observe import Observer
 from aopay_async._retry import backoff_delay, next_wait, parse_retry_after
@@ -292,6 +292,15 @@ class _ObserverRepeatingFallback(Observer):
         self.emit(Event(EventKind.FALLBACK_LIMITER, state=state, reason=reason))
 
 
+def _ceiling_preferring_rate_limit(limiter: RateLimiter | None, rate_limit: float | None) -> float:
+    """``adaptive=True``'s ceiling taken from ``rate_limit`` even when the limiter has a rate."""
+    from aopay_async._policy import adaptive_ceiling
+
+    if rate_limit is not None:
+        return float(rate_limit)
+    return adaptive_ceiling(limiter, rate_limit)
+
+
 def swap(name: str, broken: object) -> Breaker:
     """A breaker that replaces *name* in the test module by *broken*."""
 
@@ -388,6 +397,9 @@ BREAKERS: dict[str, Breaker] = {
     ),
     "test_adaptive::test_rate_stays_in_bounds_and_only_climbs_between_cuts": _sagging_rate,
     "test_window::test_matches_a_reference_model": swap("SlidingWindow", _WindowTooLong),
+    "test_policy::test_adaptive_ceiling_is_the_limiters_rate_else_rate_limit": swap(
+        "adaptive_ceiling", _ceiling_preferring_rate_limit
+    ),
 }
 
 
