@@ -26,13 +26,15 @@ from .__version__ import __version__
 from ._breaker import CLOSED, NORMAL
 from ._config import (
     DEFAULT_BASE_URL,
-    ENV_COMPANY_CODE,
     ENV_REGISTRATION_ID,
     check_limits,
     check_timing,
     credential,
     resolve_base_url,
     uses_fast_path,
+)
+from ._config import (
+    ENV_COMPANY_CODE as ENV_COMPANY_CODE,  # re-exported, with _credential, for cli/_fleet.py
 )
 from ._decode import decode_response
 from ._errors import AOPayError, APIStatusError, APITimeoutError
@@ -73,6 +75,7 @@ _ENCODE = msgspec.json.Encoder().encode
 
 
 _USER_AGENT = f"aopay-async/{__version__}"
+_credential = credential  # the command line reads the company code the client's way
 
 
 class AOPayClient:
