@@ -40,6 +40,16 @@ apart: under 30% faults an item would otherwise be lost with a chance of 0.25**4
 id the API fails on while the rest succeed is that item's own failure and fails after its
 retries, as without these layers. Every call reuses the item's ``client_order_id``, and its
 ``attempts`` add up over the calls. Only an item's own errors fail it.
+
+What an item costs beyond the single call it makes (callgrind, in-process instant transport,
+c=256): 17.7k instructions at 3 accounts (+16% of a 109k call), 16.8k at 100 accounts (+2.7%);
+half of it is the ``Watch`` that adds up wire and wait times. The rest of bulk's gap to single
+calls in wall-clock is memory, not code: a result lives from its worker's decode to the
+consumer's next turn, one loop iteration later, and in one iteration up to ``concurrency``
+responses are decoded (~39 KB of objects each at 100 accounts). Single calls made to hold their
+histories just as long miss the cache as often (callgrind with a 1 MB last-level cache, per call:
+1,591 misses held, 858 not held, 1,609 for bulk). The lever is the number of workers, not this
+module: the API's rate limit needs few (rate × latency), and fewer workers decode fewer at once.
 """
 
 from __future__ import annotations

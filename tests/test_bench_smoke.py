@@ -127,3 +127,21 @@ def test_committed_report_is_what_results_json_renders_to(tmp_path: Path) -> Non
     command = [sys.executable, "-c", code, str(out)]
     subprocess.run(command, cwd=ROOT, check=True, timeout=60, capture_output=True)
     assert out.read_text() == (ROOT / "benchmarks" / "RESULTS.md").read_text()
+
+
+@pytest.mark.parametrize("mode", ["single", "bulk", "single_held"])
+def test_bulk_cost_children_run_every_mode(mode: str) -> None:
+    """Each mode of ``bench_bulk_cost`` (run under callgrind by hand) completes its items.
+
+    Without valgrind: the child alone, so the modes it compares cannot rot unnoticed.
+    """
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_bulk_cost", "--child", mode, "--accounts", "3",
+         "--items", "200", "--concurrency", "16"],
+        cwd=ROOT,
+        check=False,
+        timeout=120,
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
