@@ -158,6 +158,18 @@ def run_suite(mode: str, server: BenchServer, only: set[str]) -> dict[str, Any]:
             throughput_cpu_s=server_cpu,
             mean_core_share=server_cpu / wall if wall > 0 else 0.0,
         )
+    if "scaling" in only:
+        # Issue 12: client CPU per request as the connections grow (asyncio; ours vs raw).
+        _log("many connections (c=64 and c=1024, asyncio) ...")
+        args = [
+            "--url3", server.url3, "--url100", server.url100, "--loop", "asyncio",
+            "--impls", "raw_json,aopay", "--concurrency", "64,1024",
+            "--requests", str(cfg["requests"]), "--requests-large", str(cfg["requests_large"]),
+            "--repeats", str(cfg["repeats"]), "--time-limit", str(cfg["time_limit"]),
+        ]  # fmt: skip
+        for pid in pids:
+            args += ["--server-pid", pid]
+        results["scaling"] = _child("bench_throughput", args, timeout=3600)
     if "decode" in only:
         _log("decoding ...")
         results["decode"] = _child(
@@ -209,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE, help="where the results go")
     parser.add_argument(
         "--only", default=None,
-        help="comma-separated subset of: throughput, decode, limiter, memory, bench_bulk "
-        "(default: all; bench_bulk, the bulk issue's own 1M-id benchmark, in full runs only)",
+        help="comma-separated subset of: throughput, scaling, decode, limiter, memory, "
+        "bench_bulk (default: all; scaling (c=64 vs c=1024) not in --tiny runs; bench_bulk, "
+        "the bulk issue's own 1M-id benchmark, in full runs only)",
     )  # fmt: skip
     parser.add_argument(
         "--report-only", action="store_true",
@@ -224,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"rewrote {args.out / 'RESULTS.md'} and {chart} from results.json")
         return 0
     mode = "quick" if args.quick else "tiny" if args.tiny else "full"
-    default = "throughput,decode,limiter,memory" + (",bench_bulk" if mode == "full" else "")
+    default = "throughput,decode,limiter,memory"
+    default += {"full": ",scaling,bench_bulk", "quick": ",scaling"}.get(mode, "")
     only = {part.strip() for part in (args.only or default).split(",") if part.strip()}
     if args.server in ("auto", "nginx") and not args.no_install and mode != "tiny":
         _maybe_install_nginx()

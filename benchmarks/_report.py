@@ -160,6 +160,81 @@ def _memory_goals(results: Results) -> Iterable[Row]:
         yield ("bulk peak RSS < 60 MB and flat across sizes", sizes, _met(ok))
 
 
+# -- the goals of issue 12 (the fast path) -----------------------------------------------------
+
+
+def _runs_ratio(mine: Record, base: Record, key: str = "rps_runs") -> list[float]:
+    """*mine* over *base*, round by round (both were measured in the same rounds)."""
+    return sorted(a / b for a, b in zip(mine[key], base[key], strict=True))
+
+
+def _median(values: list[float]) -> float:
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def _fast_speed_goals(results: Results) -> Iterable[Row]:
+    tp = [r for r in results.get("throughput") or [] if r.get("loop") == "asyncio"]
+    for accounts, goal in ((3, 2.5), (100, 1.8)):
+        mine = _find(tp, impl="aopay", accounts=accounts, concurrency=64)
+        if mine is None or "rps_ratio" not in mine:
+            continue
+        ratio = mine["rps_ratio"]
+        yield (
+            f"`get_credit_history` ≥ {goal}× raw aiohttp+json.loads req/s, c=64, "
+            f"{accounts} accounts, asyncio",
+            f"{ratio['median']:.2f}× (runs {ratio['min']:.2f}–{ratio['max']:.2f})",
+            _missed_by(ratio["median"], goal),
+        )
+        for peer in ("pyreqwest", "rnet"):
+            theirs = _find(tp, impl=peer, accounts=accounts, concurrency=64)
+            if theirs is None:
+                continue
+            ahead = _runs_ratio(mine, theirs)
+            yield (
+                f"ahead of {peer} in req/s, c=64, {accounts} accounts, asyncio",
+                f"{_median(ahead):.2f}× {peer}'s (runs {ahead[0]:.2f}–{ahead[-1]:.2f})",
+                _met(_median(ahead) > 1.0),
+            )
+
+
+def _fast_bulk_goals(results: Results) -> Iterable[Row]:
+    tp = [r for r in results.get("throughput") or [] if r.get("loop") == "asyncio"]
+    single = _find(tp, impl="aopay", accounts=100, concurrency=256)
+    bulk = _find(tp, impl="aopay_bulk", accounts=100, concurrency=256)
+    if single is None or bulk is None:
+        return
+    ratio = _runs_ratio(bulk, single)
+    yield (
+        "bulk ≥ 0.9× single calls in req/s, c=256, 100 accounts, asyncio",
+        f"{_median(ratio):.2f}× (runs {ratio[0]:.2f}–{ratio[-1]:.2f})",
+        _missed_by(_median(ratio), 0.9),
+    )
+
+
+def _fast_scaling_goals(results: Results) -> Iterable[Row]:
+    scaling = results.get("scaling") or []
+    for impl in ("aopay", "raw_json"):
+        for accounts in (3, 100):
+            wide = _find(scaling, impl=impl, accounts=accounts, concurrency=1024)
+            narrow = _find(scaling, impl=impl, accounts=accounts, concurrency=64)
+            if wide is None or narrow is None:
+                continue
+            bend = wide["cpu_per_10k"]["median"] / narrow["cpu_per_10k"]["median"]
+            yield (
+                f"CPU/request at c=1024 within 1.5× of c=64, {accounts} accounts ({SHORT[impl]})",
+                f"{bend:.2f}× ({wide['cpu_per_10k']['median']:.3f} vs "
+                f"{narrow['cpu_per_10k']['median']:.3f} s per 10k)",
+                _met(bend <= 1.5) if impl == "aopay" else "reference",
+            )
+
+
+FAST_GOALS: Sequence[Callable[[Results], Iterable[Row]]] = (
+    _fast_speed_goals,
+    _fast_bulk_goals,
+    _fast_scaling_goals,
+)
+
 GOALS: Sequence[Callable[[Results], Iterable[Row]]] = (
     _throughput_goals,
     _decode_goals,
@@ -294,6 +369,40 @@ def _goals(results: Results, chart: Path | None) -> list[str]:
     return ["## Goals (issue 5)", "", "| goal | measured | verdict |", "|---|---|---|", *rows, ""]
 
 
+def _fast_goals(results: Results, chart: Path | None) -> list[str]:
+    found = [row for check in FAST_GOALS for row in check(results)]
+    rows = [f"| {g} | {v} | {verdict} |" for g, v, verdict in found]
+    if not rows:
+        return []
+    return [
+        "## Goals (issue 12, the fast path)",
+        "",
+        "Instructions per request, the figure that does not swing with the machine's load, are "
+        "counted by `python -m benchmarks.bench_instructions` (callgrind) and reported in the "
+        "README; the ratios here are wall-clock, median over the rounds.",
+        "",
+        "| goal | measured | verdict |",
+        "|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
+def _scaling(results: Results, chart: Path | None) -> list[str]:
+    scaling = results.get("scaling") or []
+    if not scaling:
+        return []
+    return [
+        "## Many connections (asyncio)",
+        "",
+        "The same throughput run at c=64 and c=1024 for the raw loop and the fast path, to "
+        "see how client CPU per request bends as the connections grow.",
+        "",
+        *_table(THROUGHPUT_COLUMNS, scaling),
+        "",
+    ]
+
+
 def _throughput(results: Results, chart: Path | None) -> list[str]:
     tp, cfg = results.get("throughput") or [], results["config"]
     if not tp:
@@ -416,7 +525,9 @@ SECTIONS: Sequence[Callable[[Results, Path | None], list[str]]] = (
     _machine,
     _server,
     _goals,
+    _fast_goals,
     _throughput,
+    _scaling,
     _decoding,
     _limiter,
     _memory,
