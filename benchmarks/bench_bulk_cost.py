@@ -19,7 +19,8 @@ The last-level cache is simulated at 1 MB (``--ll``), the size of this machine's
 (1.25 MB; callgrind wants a power of two), since that is the level a batch of decoded histories
 (~39 KB each at 100 accounts, up to *concurrency* of them) overflows.
 
-Run: ``python -m benchmarks.bench_bulk_cost [--items 600] [--accounts 3,100]`` (a few minutes).
+Run: ``python -m benchmarks.bench_bulk_cost [--items 2000] [--accounts 3,100]`` (~15 minutes;
+the items must be many times the concurrency, or starting the tasks weighs on each item).
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--accounts", default="3,100", help="body sizes, or one size (child)")
-    parser.add_argument("--items", type=int, default=600)
+    parser.add_argument("--items", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--ll", default="1048576,16,64", help="size,ways,line of the LL cache")
     parser.add_argument("--child", help=argparse.SUPPRESS)
