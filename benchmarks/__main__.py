@@ -130,16 +130,28 @@ def _child(module: str, args: list[str], timeout: float) -> Any:
     return json.loads(done.stdout)
 
 
-def run_suite(mode: str, server: BenchServer, only: set[str]) -> dict[str, Any]:
-    """Every selected benchmark against *server*; the figures as one JSON-ready dict."""
+def run_suite(
+    mode: str,
+    server: BenchServer,
+    only: set[str],
+    *,
+    impls: str | None = None,
+    loops: list[str] | None = None,
+) -> dict[str, Any]:
+    """Every selected benchmark against *server*; the figures as one JSON-ready dict.
+
+    *impls* (comma-separated) and *loops* narrow the throughput matrix (default: all).
+    """
     cfg = MODES[mode]
     results: dict[str, Any] = {"mode": mode, "config": cfg, "machine": machine_info()}
+    if impls or loops:
+        results["narrowed"] = {"impls": impls, "loops": loops}
     results["server"] = {"kind": server.kind, "describe": server.describe()}
     pids = [str(proc.pid) for proc in server.server_processes()]
     if "throughput" in only:
         records: list[dict[str, Any]] = []
         server_cpu0, wall0 = server.cpu_seconds(), time.perf_counter()
-        for loop in cfg["loops"]:
+        for loop in loops or cfg["loops"]:
             _log(f"throughput ({loop}) against {server.kind} ...")
             args = [
                 "--url3", server.url3, "--url100", server.url100, "--loop", loop,
@@ -149,6 +161,8 @@ def run_suite(mode: str, server: BenchServer, only: set[str]) -> dict[str, Any]:
             ]  # fmt: skip
             for pid in pids:
                 args += ["--server-pid", pid]
+            if impls:
+                args += ["--impls", impls]
             records += _child("bench_throughput", args, timeout=7200)
         wall = time.perf_counter() - wall0
         server_cpu = server.cpu_seconds() - server_cpu0
@@ -226,6 +240,13 @@ def main(argv: list[str] | None = None) -> int:
         "the bulk issue's own 1M-id benchmark, in full runs only)",
     )  # fmt: skip
     parser.add_argument(
+        "--impls", default=None,
+        help="comma-separated throughput clients (default: all, with the peers installed)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--loops", default=None, help="comma-separated event loops (default: asyncio,uvloop)"
+    )
+    parser.add_argument(
         "--report-only", action="store_true",
         help="measure nothing: rewrite RESULTS.md and the chart from OUT/results.json",
     )  # fmt: skip
@@ -246,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with choose_server(args.server, rate=cfg["rate"], burst=cfg["burst"]) as server:
         _log(f"server: {server.describe()}")
-        results = run_suite(mode, server, only)
+        loops = args.loops.split(",") if args.loops else None
+        results = run_suite(mode, server, only, impls=args.impls, loops=loops)
     results["elapsed_s"] = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))

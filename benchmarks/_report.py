@@ -322,6 +322,11 @@ MEMORY_COLUMNS: Sequence[Column] = (
 def _title(results: Results, chart: Path | None) -> list[str]:
     m, mode = results["machine"], results["mode"]
     command = "python -m benchmarks" + {"full": "", "quick": " --quick", "tiny": " --tiny"}[mode]
+    narrowed = results.get("narrowed") or {}
+    if narrowed.get("impls"):
+        command += f" --impls {narrowed['impls']}"
+    if narrowed.get("loops"):
+        command += f" --loops {','.join(narrowed['loops'])}"
     lines = [
         "# aopay_async benchmark results",
         "",
