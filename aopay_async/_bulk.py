@@ -41,15 +41,16 @@ id the API fails on while the rest succeed is that item's own failure and fails 
 retries, as without these layers. Every call reuses the item's ``client_order_id``, and its
 ``attempts`` add up over the calls. Only an item's own errors fail it.
 
-What an item costs beyond the single call it makes (callgrind, in-process instant transport,
-c=256): 17.7k instructions at 3 accounts (+16% of a 109k call), 16.8k at 100 accounts (+2.7%);
-half of it is the ``Watch`` that adds up wire and wait times. The rest of bulk's gap to single
-calls in wall-clock is memory, not code: a result lives from its worker's decode to the
-consumer's next turn, one loop iteration later, and in one iteration up to ``concurrency``
-responses are decoded (~39 KB of objects each at 100 accounts). Single calls made to hold their
-histories just as long miss the cache as often (callgrind with a 1 MB last-level cache, per call:
-1,591 misses held, 858 not held, 1,609 for bulk). The lever is the number of workers, not this
-module: the API's rate limit needs few (rate × latency), and fewer workers decode fewer at once.
+What an item costs beyond the single call it makes (``python -m benchmarks.bench_bulk_cost``:
+callgrind, an in-process transport, c=256): +19.0k instructions at 3 accounts (+17.7% of a 107k
+call), +19.5k at 100 accounts (+3.3%), ~8k of it the ``Watch`` that adds up wire and wait times
+(it was +35k before the hand-over below and ``BulkResult`` as a Struct). Wall-clock, bulk still
+trails single calls at 100 accounts by more than its instructions say: it misses a simulated
+1 MB cache 1.8× as often (1,545 against 851 misses per item). Single calls whose histories are
+held until a consumer's turn, as bulk's results are, miss 1,023: the results' lifetime is a
+quarter of that; handing results over newest first changed little (1,487); the rest is not yet
+pinned down. The lever a caller has is the number of workers: the API's rate limit needs few
+(rate × latency), and fewer workers hold fewer results at once.
 """
 
 from __future__ import annotations

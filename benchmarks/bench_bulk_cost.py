@@ -12,8 +12,8 @@ Modes, all with *concurrency* callers/workers over one ``AOPayClient``:
 - ``single``: callers looping over ``get_credit_history``, each dropping the history at once;
 - ``bulk``: ``bulk_credit_history`` over a plain iterable of ids;
 - ``single_held``: ``single``, but each history is kept alive until a consumer task, woken once
-  per loop iteration, drops it — the lifetime a bulk result has between its worker's decode and
-  the consumer's turn. Instructions like ``single``, misses like ``bulk``: the gap is memory.
+  per loop iteration, drops them oldest first — the lifetime and the order a bulk result has
+  between its worker's decode and the consumer's turn.
 
 The last-level cache is simulated at 1 MB (``--ll``), the size of this machine's per-core L2
 (1.25 MB; callgrind wants a power of two), since that is the level a batch of decoded histories
@@ -33,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -70,7 +71,7 @@ class _Instant:
 
 async def _single(client: Any, n: int, concurrency: int, hold: bool) -> None:
     ids = iter(range(n))
-    held: list[Any] = []
+    held: deque[Any] = deque()
     loop = asyncio.get_running_loop()
     wake: list[asyncio.Future[None]] = []
     finished = False
@@ -86,14 +87,14 @@ async def _single(client: Any, n: int, concurrency: int, hold: bool) -> None:
                 wake[0].set_result(None)
 
     async def consumer() -> None:
+        # As bulk's consumer does: oldest first, each dropped before the next is looked at.
         while not finished or held:
             if not held:
                 wake[:] = [loop.create_future()]
                 await wake[0]
                 continue
-            for history in held:
-                len(history.activity_info)
-            held.clear()
+            while held:
+                len(held.popleft().activity_info)
 
     drop = asyncio.ensure_future(consumer()) if hold else None
     await asyncio.gather(*(caller() for _ in range(concurrency)))
