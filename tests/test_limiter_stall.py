@@ -22,11 +22,11 @@ def _starts(rate: float, burst: int, wakes: list[float]) -> list[float]:
     """Real start times of callers whose slots were reserved at 0 and who woke at *wakes*."""
     bucket = TokenBucket(rate, burst)
     slots = [bucket.reserve(0.0) for _ in wakes]
-    pending = sorted(max(slot, wake) for slot, wake in zip(slots, wakes, strict=True))
+    pending = sorted((max(slot, wake), slot) for slot, wake in zip(slots, wakes, strict=True))
     starts: list[float] = []
-    for wake in pending:  # the loop runs woken callers in timer order
+    for wake, slot in pending:  # the loop runs woken callers in timer order
         now = wake
-        while (wait := bucket.admit(now)) > 0.0:
+        while (wait := bucket.admit(now, slot)) > 0.0:
             now += wait
         starts.append(now)
     return starts
@@ -72,6 +72,16 @@ def test_without_a_stall_every_caller_starts_on_its_slot() -> None:
     assert starts == [k / 50 for k in range(500)] or all(
         abs(a - k / 50) < 1e-9 for k, a in enumerate(starts)
     )
+
+
+def test_a_timer_late_by_under_a_quarter_interval_does_not_slow_the_rate() -> None:
+    """Every caller woken 1 ms late (asyncio's timer, at 50/s): the slots stay on the grid,
+    so 500 starts take 10 s, not 10.5 (before: each start counted from when it happened)."""
+    starts = _starts(50.0, 1, [k / 50 + 0.001 for k in range(500)])
+    assert all(abs(a - (k / 50 + 0.001)) < 1e-9 for k, a in enumerate(starts))
+    # A caller later than a quarter interval (a stall) moves the schedule, as before.
+    late = _starts(50.0, 1, [0.0, 0.02 + 0.006, 0.04])
+    assert late[2] == late[1] + 0.02
 
 
 async def test_acquire_after_a_stall_spaces_the_woken_callers() -> None:

@@ -191,7 +191,7 @@ def _decoder_parsing_with_json_loads(monkeypatch: pytest.MonkeyPatch, module: Mo
 class _BucketAdmittingAll(TokenBucket):
     """The bucket before admit: every caller woken after a stall starts at once."""
 
-    def admit(self, now: float) -> float:
+    def admit(self, now: float, slot: float = -math.inf) -> float:
         return 0.0
 
 
